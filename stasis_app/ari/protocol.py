@@ -1,0 +1,93 @@
+"""The seam between the call engine and Asterisk: what the engine may ask, and how it hears events.
+
+:class:`stasis_app.ari.client.AriClient` implements :class:`AsteriskApi` over HTTP and WebSocket; the fake
+Asterisk in ``tests/`` implements it in memory. Nothing above this module imports httpx or websockets.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from models.ari import AriEvent, Bridge, Channel, TransferState
+
+__all__ = ["AsteriskApi", "EventHandler", "HangupReason"]
+
+HangupReason = Literal[
+    "normal",
+    "busy",
+    "congestion",
+    "no_answer",
+    "timeout",
+    "rejected",
+    "unallocated",
+    "normal_unspecified",
+    "number_incomplete",
+    "codec_mismatch",
+    "interworking",
+    "failure",
+    "answered_elsewhere",
+]
+"""``DELETE /channels/{id}?reason=``; Asterisk maps each to a Q.850 cause (busy -> 17, no_answer -> 19...)."""
+
+
+class AsteriskApi(Protocol):
+    """The REST calls the engine makes. Calls naming a channel or bridge that is gone raise ``CallGone``;
+    any other refusal raises ``AriError``."""
+
+    async def answer(self, channel_id: str) -> None:
+        """Answer a ringing inbound channel."""
+
+    async def ring(self, channel_id: str) -> None:
+        """Indicate ringing to the channel (180 Ringing on an unanswered SIP call)."""
+
+    async def hangup(self, channel_id: str, reason: HangupReason = "normal") -> None:
+        """Hang the channel up with a cause."""
+
+    async def originate(
+        self,
+        *,
+        endpoint: str,
+        channel_id: str,
+        app_args: str,
+        caller_id: str | None = None,
+        timeout: int = 30,
+        variables: dict[str, str] | None = None,
+    ) -> Channel:
+        """Dial ``endpoint``; the new channel enters this Stasis app (``StasisStart``) when it answers."""
+
+    async def create_bridge(self, bridge_id: str, name: str) -> Bridge:
+        """Create a mixing bridge with a chosen id."""
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        """Destroy a bridge (its channels stay up)."""
+
+    async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
+        """Put a channel into a bridge."""
+
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        """Take a channel out of a bridge."""
+
+    async def play(self, channel_id: str, media: str, playback_id: str) -> None:
+        """Start playing Asterisk media (``sound:``, ``tone:``...) to a channel; ends with ``PlaybackFinished``."""
+
+    async def stop_playback(self, playback_id: str) -> None:
+        """Stop a playback early."""
+
+    async def transfer_progress(self, channel_id: str, state: TransferState) -> None:
+        """Tell the transferor's phone how its REFER is going (a NOTIFY with a sipfrag)."""
+
+    async def list_channels(self) -> list[Channel]:
+        """Every channel Asterisk has now."""
+
+    async def list_bridges(self) -> list[Bridge]:
+        """Every bridge Asterisk has now."""
+
+
+class EventHandler(Protocol):
+    """What receives events. ``on_event`` must not block: it is called in websocket order, one at a time."""
+
+    def on_event(self, event: AriEvent) -> None:
+        """One event, in the order Asterisk sent it."""
+
+    async def on_connected(self, reconnect: bool) -> None:
+        """The event stream is (re)connected; after a reconnect, events may have been missed."""
