@@ -1,0 +1,274 @@
+"""The ARI event websocket: connect, hand every event to an :class:`EventHandler` in order, reconnect forever.
+
+:class:`EventStream` knows nothing about REST; :class:`stasis_app.ari.client.AriClient` builds one with the
+websocket URL and the Basic ``Authorization`` header, and passes an ``on_open`` hook (the event filter PUT).
+
+Order on every (re)connect: the socket opens, ``on_open`` starts in the background, the handler's
+``on_connected(reconnect=...)`` is awaited, and only then are events read. ARI does not replay events missed
+while the socket was down, so the handler re-reads channels and bridges in ``on_connected``; events that
+arrive meanwhile wait in the websocket's buffer and are delivered after it, in order, none lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from http import HTTPStatus
+
+import pydantic
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from models.ari import parse_event
+from stasis_app.ari.protocol import EventHandler
+from stasis_app.errors import AriError
+
+__all__ = ["Backoff", "EventStream", "StreamState"]
+
+logger = logging.getLogger(__name__)
+
+
+class StreamState(StrEnum):
+    """Where the event stream is in its life; it only ever moves forward to ``CLOSED``."""
+
+    IDLE = "idle"  # built, run() not called yet
+    CONNECTING = "connecting"  # opening the socket, or waiting to retry
+    CONNECTED = "connected"  # events are flowing
+    CLOSED = "closed"  # close() was called; run() has returned or is about to
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnect delays in seconds: ``initial`` doubling up to ``maximum``, each scaled by ±``jitter``.
+
+    ``after_clean_close`` is the least wait after Asterisk closes the socket cleanly, so a server that
+    accepts and closes at once is never hammered. The doubling starts over only once a connection has stayed
+    up for ``maximum`` seconds.
+    """
+
+    initial: float = 0.5
+    maximum: float = 10.0
+    after_clean_close: float = 1.0
+    jitter: float = 0.2
+
+    def delay(self, failures: int) -> float:
+        """The wait before the next attempt, after ``failures`` (>= 1) failures in a row."""
+        base = min(self.maximum, self.initial * 2.0 ** min(failures - 1, 30))
+        return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+class _NoDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger handed to websockets: it logs every handshake header at DEBUG, ``Authorization`` included,
+    so its DEBUG output is switched off for our connections whatever the logging configuration says."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+_WS_LOGGER = _NoDebug(logging.getLogger("stasis_app.ari.websocket"))
+
+
+# How long a closing handshake may take before the socket is dropped: bounds close() on a wedged Asterisk.
+_CLOSE_TIMEOUT = 2.0
+# Messages buffered while on_connected resyncs. Asterisk drops a websocket it cannot write to within
+# ari.conf's websocket_write_timeout (100 ms by default), so keep draining the socket instead of pausing it.
+_MAX_QUEUE = 4096
+
+
+@dataclass
+class _Lost:
+    """Why a connection attempt or a connection ended."""
+
+    reason: str
+    connected_for: float | None = None  # None: never got connected
+    clean: bool = False
+    unauthorized: bool = False
+
+
+class EventStream:
+    """One ARI application's event websocket, reconnecting until :meth:`close`."""
+
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        backoff: Backoff | None = None,
+        on_open: Callable[[], Awaitable[None]] | None = None,
+        open_timeout: float = 10.0,
+    ) -> None:
+        # ``url`` carries no secret (auth goes in ``headers``), so it is safe to log.
+        self._url = url
+        self._headers = headers
+        self._backoff = backoff or Backoff()
+        self._on_open = on_open
+        self._open_timeout = open_timeout
+        self._state = StreamState.IDLE
+        self._closing = asyncio.Event()
+        self._session: asyncio.Task[_Lost] | None = None
+
+    @property
+    def state(self) -> StreamState:
+        """The current lifecycle state."""
+        return self._state
+
+    def _set_state(self, new: StreamState, why: str) -> None:
+        old, self._state = self._state, new
+        logger.info("ARI events %s -> %s: %s", old, new, why)
+
+    async def run(self, handler: EventHandler) -> None:
+        """Deliver events to ``handler`` until :meth:`close`; never returns on a lost connection."""
+        if self._state is StreamState.CLOSED:
+            raise RuntimeError("EventStream.run(): the stream is closed")
+        if self._state is not StreamState.IDLE:
+            raise RuntimeError("EventStream.run(): already running; it can only run once")
+        failures = 0
+        reconnect = False
+        last_failure = ""  # the previous failed attempt's reason, to log an unchanged outage once
+        self._set_state(StreamState.CONNECTING, self._url)
+        while not self._closing.is_set():
+            self._session = asyncio.create_task(self._connect_and_read(handler, reconnect))
+            try:
+                lost = await self._session
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if self._closing.is_set() and current is not None and not current.cancelling():
+                    break  # close() cancelled the session, not our caller
+                raise
+            finally:
+                self._session = None
+            if self._closing.is_set():
+                break
+            if lost.connected_for is not None:
+                reconnect = True
+                if lost.connected_for >= self._backoff.maximum:
+                    failures = 0
+            failures += 1
+            delay = self._backoff.delay(failures)
+            if lost.clean:
+                delay = max(delay, self._backoff.after_clean_close)
+            self._report(lost, delay, repeated=lost.connected_for is None and lost.reason == last_failure)
+            last_failure = lost.reason if lost.connected_for is None else ""
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+        self._set_state(StreamState.CLOSED, "closed by the application")
+
+    def _report(self, lost: _Lost, delay: float, *, repeated: bool) -> None:
+        if lost.connected_for is not None:
+            self._set_state(StreamState.CONNECTING, f"lost: {lost.reason}; retry in {delay:.1f} s")
+        elif lost.unauthorized and not repeated:
+            logger.error(
+                "ARI events: Asterisk refused the websocket (401): wrong ARI credentials "
+                "(check [ari] username and password); retry in %.1f s",
+                delay,
+            )
+        else:
+            # The same failure over and over (Asterisk down for minutes) is one warning, then debug lines.
+            level = logging.DEBUG if repeated else logging.WARNING
+            logger.log(level, "ARI events: cannot connect: %s; retry in %.1f s", lost.reason, delay)
+
+    async def _connect_and_read(self, handler: EventHandler, reconnect: bool) -> _Lost:
+        try:
+            ws = await connect(
+                self._url,
+                additional_headers=self._headers,
+                open_timeout=self._open_timeout,
+                close_timeout=_CLOSE_TIMEOUT,
+                max_queue=_MAX_QUEUE,
+                logger=_WS_LOGGER,
+                # websockets reads HTTP(S)_PROXY / ALL_PROXY unless told not to; Asterisk is reached directly.
+                proxy=None,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            return _Lost(f"HTTP {status} on upgrade", unauthorized=status == HTTPStatus.UNAUTHORIZED)
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            return _Lost(_describe(exc))
+        opened = time.monotonic()
+        hook = asyncio.create_task(self._run_hook()) if self._on_open is not None else None
+        try:
+            self._set_state(StreamState.CONNECTED, "reconnected" if reconnect else "connected")
+            try:
+                await handler.on_connected(reconnect=reconnect)
+            except AriError as exc:
+                # The handler could not re-read state; a fresh connection gives it another try.
+                return _Lost(f"on_connected failed: {exc}", time.monotonic() - opened)
+            async for message in ws:
+                _deliver(handler, message)
+            # ``async for`` ends quietly on a clean close and raises on a dropped one.
+            reason = f"closed by Asterisk (code {ws.close_code}{_suffix(ws)})"
+            return _Lost(reason, time.monotonic() - opened, clean=True)
+        except ConnectionClosed as exc:
+            return _Lost(f"connection dropped ({exc})", time.monotonic() - opened)
+        except OSError as exc:
+            return _Lost(_describe(exc), time.monotonic() - opened)
+        finally:
+            if hook is not None and not hook.done():
+                hook.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await hook
+            # Not ``async with ws``: that closes with 1011 (internal error) when close() cancels this task;
+            # a plain close() says 1000 to Asterisk in every case, and returns at once on a dead socket.
+            await ws.close()
+
+    async def _run_hook(self) -> None:
+        assert self._on_open is not None
+        try:
+            await self._on_open()
+        except Exception:
+            logger.exception("ARI events: on_open hook failed")
+
+    async def close(self) -> None:
+        """Stop :meth:`run` promptly: it returns instead of reconnecting. Safe to call more than once."""
+        self._closing.set()
+        if self._state is StreamState.IDLE:
+            self._set_state(StreamState.CLOSED, "closed before run()")
+        if self._session is not None and not self._session.done():
+            self._session.cancel()
+
+
+def _deliver(handler: EventHandler, message: str | bytes) -> None:
+    """Parse one message and hand it over; a bad message or a failing handler costs that one event only."""
+    try:
+        event = parse_event(message)
+    except ValueError as exc:  # pydantic.ValidationError is one, and so is bad JSON or UTF-8
+        logger.warning("ARI events: skipped a %s event: %s", _event_type(message), _one_line(exc))
+        return
+    try:
+        handler.on_event(event)
+    except Exception:
+        # A bug in one call's handling must not stop the events of every other call.
+        logger.exception("ARI events: the handler failed on a %s event", event.type)
+
+
+def _event_type(message: str | bytes) -> str:
+    # Only on the error path: the message did not parse, so find its type by hand.
+    try:
+        decoded = json.loads(message)
+    except ValueError:
+        return "non-JSON"
+    kind = decoded.get("type") if isinstance(decoded, dict) else None
+    return kind if isinstance(kind, str) else "untyped"
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, pydantic.ValidationError):
+        errors = exc.errors(include_url=False, include_input=False)
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:3])
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _suffix(ws: ClientConnection) -> str:
+    return f", {ws.close_reason}" if ws.close_reason else ""

@@ -1,0 +1,419 @@
+"""AriClient's event websocket against a real loopback websocket server playing Asterisk.
+
+REST (the eventFilter PUT) goes to an ``httpx.MockTransport``; the websocket is a real
+``websockets.asyncio.server.serve`` on 127.0.0.1, fed with events from a real Asterisk trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.server import Request, Response, ServerConnection, serve
+
+from models.ari import (
+    HANDLED_EVENT_TYPES,
+    AriEvent,
+    ChannelEnteredBridge,
+    ChannelStateChange,
+    Dial,
+    StasisStart,
+    UnknownEvent,
+)
+from models.config import AriSettings
+from stasis_app.ari import AriClient, Backoff, StreamState
+from stasis_app.errors import AriError
+
+TRACE = Path("/work/shared/traces/blind_transfer_keep_transferor_until_answer.jsonl")
+PASSWORD = "s3cret-pw"
+TOKEN = base64.b64encode(f"rcml:{PASSWORD}".encode()).decode()
+FAST = Backoff(initial=0.01, maximum=0.05, after_clean_close=0.01, jitter=0)
+
+
+def trace_events() -> list[dict[str, Any]]:
+    """The websocket messages Asterisk sent in a real blind transfer, in order."""
+    lines = [json.loads(line) for line in TRACE.read_text().splitlines()]
+    return [entry["event"] for entry in lines if entry["kind"] == "ws"]
+
+
+# The first six: StasisStart, ChannelStateChange, ChannelEnteredBridge, Dial, ChannelStateChange, Dial.
+FIRST = [json.dumps(event) for event in trace_events()[:6]]
+VARSET = next(json.dumps(e) for e in trace_events() if e["type"] == "ChannelVarset")
+
+Session = Callable[[ServerConnection], Awaitable[None]]
+
+
+async def stay_open(ws: ServerConnection) -> None:
+    await ws.wait_closed()
+
+
+def send(*messages: str, then: Session = stay_open) -> Session:
+    async def session(ws: ServerConnection) -> None:
+        for message in messages:
+            await ws.send(message)
+        await then(ws)
+
+    return session
+
+
+async def close_cleanly(ws: ServerConnection) -> None:
+    await ws.close()
+
+
+async def drop(ws: ServerConnection) -> None:
+    ws.transport.abort()
+
+
+class FakeAsterisk:
+    """The websocket half of Asterisk: one scripted session per connection (the last one repeats)."""
+
+    def __init__(self, *sessions: Session) -> None:
+        self.sessions = list(sessions) or [stay_open]
+        self.upgrades: list[Request] = []
+        self.refuse: HTTPStatus | None = None
+        self.port = 0
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        self.upgrades.append(request)
+        if self.refuse is not None:
+            return connection.respond(self.refuse, "Unauthorized\n")
+        return None
+
+    async def handle(self, ws: ServerConnection) -> None:
+        accepted = sum(1 for _ in self.upgrades) - 1
+        await self.sessions[min(accepted, len(self.sessions) - 1)](ws)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@asynccontextmanager
+async def fake_asterisk(fake: FakeAsterisk) -> AsyncIterator[FakeAsterisk]:
+    async with serve(fake.handle, "127.0.0.1", 0, process_request=fake.process_request) as server:
+        fake.port = server.sockets[0].getsockname()[1]
+        yield fake
+
+
+class Recorder:
+    """An EventHandler that writes down, in order, what it was given."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any]] = []
+        self.changed = asyncio.Event()
+
+    def on_event(self, event: AriEvent) -> None:
+        self.log.append(("event", event))
+        self.changed.set()
+
+    async def on_connected(self, reconnect: bool) -> None:
+        self.log.append(("connected", reconnect))
+        self.changed.set()
+
+    @property
+    def events(self) -> list[AriEvent]:
+        return [item for kind, item in self.log if kind == "event"]
+
+    async def wait_for(self, count: int, within: float = 2.0) -> None:
+        async with asyncio.timeout(within):
+            while len(self.log) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+class Rest:
+    """The REST half of Asterisk, as an httpx transport that records each request."""
+
+    def __init__(self, status: int = 200, body: Any = None) -> None:
+        self.requests: list[httpx.Request] = []
+        self.status = status
+        self.body = body if body is not None else {"name": "rcml"}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(self.status, json=self.body)
+
+
+@asynccontextmanager
+async def running(
+    fake: FakeAsterisk, handler: Recorder, *, backoff: Backoff = FAST, rest: Rest | None = None
+) -> AsyncIterator[tuple[AriClient, asyncio.Task[None]]]:
+    settings = AriSettings(url=fake.url, username="rcml", password=PASSWORD, app="rcml")
+    client = AriClient(settings, transport=httpx.MockTransport(rest or Rest()), backoff=backoff)
+    task = asyncio.create_task(client.run(handler))
+    try:
+        yield client, task
+    finally:
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+
+async def until(condition: Callable[[], bool], within: float = 2.0) -> None:
+    """Poll a plain condition (a list growing, a log line) that has no event to wait on."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+async def test_events_arrive_typed_and_in_order_after_on_connected():
+    handler = Recorder()
+    rest = Rest()
+    async with fake_asterisk(FakeAsterisk(send(*FIRST, VARSET))) as fake, running(fake, handler, rest=rest):
+        await handler.wait_for(1 + len(FIRST) + 1)
+        await until(lambda: bool(rest.requests))
+
+    assert handler.log[0] == ("connected", False)
+    assert [type(e) for e in handler.events] == [
+        StasisStart,
+        ChannelStateChange,
+        ChannelEnteredBridge,
+        Dial,
+        ChannelStateChange,
+        Dial,
+        UnknownEvent,
+    ]
+    assert [e.timestamp for e in handler.events[:6]] == [json.loads(m)["timestamp"] for m in FIRST]
+    assert handler.events[-1].type == "ChannelVarset"
+
+
+async def test_event_filter_allows_exactly_the_handled_types_once_per_connect():
+    handler = Recorder()
+    rest = Rest()
+    fake = FakeAsterisk(send(FIRST[0], then=close_cleanly), send(FIRST[1]))
+    async with fake_asterisk(fake), running(fake, handler, rest=rest):
+        await handler.wait_for(4)
+        await until(lambda: len(rest.requests) == 2)
+
+    request = rest.requests[0]
+    assert request.method == "PUT"
+    assert request.url.path == "/ari/applications/rcml/eventFilter"
+    assert request.headers["Authorization"] == f"Basic {TOKEN}"
+    assert json.loads(request.content) == {"allowed": [{"type": t} for t in HANDLED_EVENT_TYPES]}
+    assert rest.requests[1].url.path == request.url.path
+
+
+async def test_a_failed_event_filter_is_one_log_line_and_events_still_flow(caplog):
+    handler = Recorder()
+    rest = Rest(status=400, body={"message": "Invalid event type"})
+    async with fake_asterisk(FakeAsterisk(send(FIRST[0]))) as fake, running(fake, handler, rest=rest):
+        await handler.wait_for(2)
+        await until(lambda: "event filter" in caplog.text)
+
+    assert isinstance(handler.events[0], StasisStart)
+    [record] = [r for r in caplog.records if "event filter" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "Invalid event type" in record.getMessage()
+    assert "\n" not in record.getMessage()
+
+
+async def test_upgrade_carries_basic_auth_and_no_secret_in_url_or_logs(caplog):
+    caplog.set_level(logging.DEBUG)
+    handler = Recorder()
+    async with fake_asterisk(FakeAsterisk()) as fake, running(fake, handler):
+        await handler.wait_for(1)
+
+    [upgrade] = fake.upgrades
+    assert upgrade.path == "/ari/events?app=rcml&subscribeAll=false"
+    assert upgrade.headers["Authorization"] == f"Basic {TOKEN}"
+    assert "api_key" not in upgrade.path
+    assert PASSWORD not in upgrade.path
+    # websockets logs handshake headers at DEBUG; the client's side must not (the fake server's may).
+    ours = [r.getMessage() for r in caplog.records if not r.name.startswith("websockets.server")]
+    assert any("connected" in line for line in ours)
+    assert not [line for line in ours if PASSWORD in line or TOKEN in line]
+
+
+async def test_a_bad_message_is_skipped_with_one_line_and_the_next_is_delivered(caplog):
+    handler = Recorder()
+    broken = json.dumps({"type": "StasisStart", "application": "rcml"})  # no channel
+    messages = ("not json at all", broken, FIRST[0])
+    async with fake_asterisk(FakeAsterisk(send(*messages))) as fake, running(fake, handler):
+        await handler.wait_for(2)
+
+    assert [type(e) for e in handler.events] == [StasisStart]
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 2
+    assert "non-JSON" in skipped[0]
+    assert "StasisStart" in skipped[1]
+    assert "channel" in skipped[1]
+    assert all("\n" not in line for line in skipped)
+
+
+async def test_a_failing_handler_costs_one_event_not_the_stream(caplog):
+    class Picky(Recorder):
+        def on_event(self, event: AriEvent) -> None:
+            if isinstance(event, StasisStart):
+                raise ValueError("engine bug")
+            super().on_event(event)
+
+    handler = Picky()
+    async with fake_asterisk(FakeAsterisk(send(FIRST[0], FIRST[1]))) as fake, running(fake, handler):
+        await handler.wait_for(2)
+
+    assert [type(e) for e in handler.events] == [ChannelStateChange]
+    assert "handler failed on a StasisStart event" in caplog.text
+
+
+@pytest.mark.parametrize("ending", [close_cleanly, drop], ids=["clean close", "dropped socket"])
+async def test_after_the_socket_goes_the_client_reconnects_and_resyncs(ending, caplog):
+    caplog.set_level(logging.INFO)
+    handler = Recorder()
+    fake = FakeAsterisk(send(FIRST[0], then=ending), send(FIRST[1]))
+    async with fake_asterisk(fake), running(fake, handler) as (client, _):
+        await handler.wait_for(4)
+        assert client.state is StreamState.CONNECTED
+
+    assert [kind if kind == "event" else (kind, item) for kind, item in handler.log] == [
+        ("connected", False),
+        "event",
+        ("connected", True),
+        "event",
+    ]
+    assert [type(e) for e in handler.events] == [StasisStart, ChannelStateChange]
+    assert len(fake.upgrades) == 2
+    assert "connected -> connecting: lost:" in caplog.text
+    assert "retry in" in caplog.text
+
+
+async def test_a_clean_close_does_not_spin():
+    handler = Recorder()
+    backoff = Backoff(initial=0.001, maximum=0.002, after_clean_close=0.1, jitter=0)
+    async with fake_asterisk(FakeAsterisk(close_cleanly)) as fake, running(fake, handler, backoff=backoff):
+        await asyncio.sleep(0.35)
+
+    # One attempt at once, then one per 0.1 s; with the tiny backoff alone it would be hundreds.
+    assert 2 <= len(fake.upgrades) <= 5
+
+
+async def test_401_on_upgrade_backs_off_and_says_so_once(caplog):
+    handler = Recorder()
+    backoff = Backoff(initial=0.02, maximum=0.08, jitter=0)
+    fake = FakeAsterisk()
+    fake.refuse = HTTPStatus.UNAUTHORIZED
+    async with fake_asterisk(fake), running(fake, handler, backoff=backoff) as (client, _):
+        await asyncio.sleep(0.4)
+        refused = len(fake.upgrades)
+        assert client.state is StreamState.CONNECTING
+        fake.refuse = None
+        await handler.wait_for(1)
+
+    # Delays 0.02, 0.04, 0.08, 0.08...: about seven attempts in 0.4 s, not hundreds.
+    assert 3 <= refused <= 10
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "wrong ARI credentials" in errors[0].getMessage()
+    assert PASSWORD not in caplog.text
+    # Never connected before the credentials were fixed, so this is a first connect, not a reconnect.
+    assert handler.log[0] == ("connected", False)
+
+
+async def test_connection_refused_retries_until_asterisk_is_up(caplog):
+    handler = Recorder()
+    fake = FakeAsterisk(send(FIRST[0]))
+    async with fake_asterisk(fake):
+        port = fake.port
+    # Nothing listens on the port now: connection refused, again and again.
+    settings = AriSettings(url=f"http://127.0.0.1:{port}", username="rcml", password=PASSWORD, app="rcml")
+    client = AriClient(settings, transport=httpx.MockTransport(Rest()), backoff=FAST)
+    task = asyncio.create_task(client.run(handler))
+    try:
+        await until(lambda: "cannot connect" in caplog.text)
+        await asyncio.sleep(0.15)
+        async with serve(fake.handle, "127.0.0.1", port, process_request=fake.process_request):
+            await handler.wait_for(2)
+    finally:
+        await client.close()
+        await asyncio.wait_for(task, 2)
+
+    assert handler.log[0] == ("connected", False)
+    assert isinstance(handler.events[0], StasisStart)
+    # The same failure repeated is one warning, not one per attempt.
+    assert (
+        sum("cannot connect" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING) == 1
+    )
+
+
+async def test_on_connected_failing_with_ari_error_reconnects():
+    class Flaky(Recorder):
+        async def on_connected(self, reconnect: bool) -> None:
+            await super().on_connected(reconnect)
+            if len(self.log) == 1:
+                raise AriError("GET", "/channels", 500, "Internal Server Error")
+
+    handler = Flaky()
+    fake = FakeAsterisk(send(FIRST[0]))
+    async with fake_asterisk(fake), running(fake, handler):
+        await handler.wait_for(3)
+
+    assert handler.log[:2] == [("connected", False), ("connected", True)]
+    assert isinstance(handler.events[0], StasisStart)
+
+
+@pytest.mark.parametrize("where", ["connected", "waiting to retry"])
+async def test_close_stops_run_promptly(where):
+    handler = Recorder()
+    fake = FakeAsterisk()
+    slow = Backoff(initial=30, maximum=30, jitter=0)
+    if where == "waiting to retry":
+        fake.refuse = HTTPStatus.UNAUTHORIZED
+    async with fake_asterisk(fake):
+        settings = AriSettings(url=fake.url, username="rcml", password=PASSWORD, app="rcml")
+        client = AriClient(settings, transport=httpx.MockTransport(Rest()), backoff=slow)
+        task = asyncio.create_task(client.run(handler))
+        if where == "connected":
+            await handler.wait_for(1)
+        else:
+            await until(lambda: len(fake.upgrades) == 1)
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await client.close()
+        await asyncio.wait_for(task, 1)
+
+    assert time.monotonic() - started < 0.5
+    assert task.result() is None
+    assert client.state is StreamState.CLOSED
+    with pytest.raises(AriError, match="closed"):
+        await client.list_channels()
+
+
+async def test_run_twice_is_a_readable_error():
+    handler = Recorder()
+    async with fake_asterisk(FakeAsterisk()) as fake, running(fake, handler) as (client, _):
+        await handler.wait_for(1)
+        with pytest.raises(RuntimeError, match="already running"):
+            await client.run(handler)
+
+
+async def test_env_proxy_settings_are_ignored_by_the_websocket(monkeypatch):
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        proxied.append(1)
+        writer.close()
+        await writer.wait_closed()
+
+    proxied: list[int] = []
+    proxy = await asyncio.start_server(count, "127.0.0.1", 0)
+    proxy_url = f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, proxy_url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    handler = Recorder()
+    try:
+        async with fake_asterisk(FakeAsterisk(send(FIRST[0]))) as fake, running(fake, handler):
+            await handler.wait_for(2)
+    finally:
+        proxy.close()
+        await proxy.wait_closed()
+
+    assert proxied == []
+    assert len(fake.upgrades) == 1
