@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 __all__ = [
+    "HANDLED_EVENT_TYPES",
     "AdditionalParam",
     "AriEvent",
     "Bridge",
@@ -28,7 +29,6 @@ __all__ = [
     "ChannelStateChange",
     "ChannelTransfer",
     "Dial",
-    "HANDLED_EVENT_TYPES",
     "DialplanCEP",
     "Playback",
     "PlaybackFinished",
@@ -316,7 +316,7 @@ AriEvent = Annotated[
 ]
 """Every ARI event as one union, discriminated on ``type``; unknown types become :class:`UnknownEvent`."""
 
-_EVENT_ADAPTER: TypeAdapter[AriEvent] = TypeAdapter(AriEvent)
+_EVENT_ADAPTER: TypeAdapter[AriEvent] = TypeAdapter(AriEvent)  # type: ignore[arg-type]  # Annotated union
 
 # Event types the engine acts on; the ARI client asks Asterisk to send only these (eventFilter).
 HANDLED_EVENT_TYPES: tuple[str, ...] = tuple(_KNOWN)

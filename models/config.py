@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from models.rcml import HttpMethod
 
-__all__ = ["AriSettings", "NumberConfig", "RoutingSettings", "Settings", "WebhookSettings"]
+__all__ = [
+    "AriSettings",
+    "NumberConfig",
+    "RoutingSettings",
+    "Settings",
+    "WebhookSettings",
+    "is_safe_app_name",
+]
+
+_APP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def is_safe_app_name(name: str) -> bool:
+    """Whether ``app:NAME`` names a file inside the apps folder (no slash, no ``..``)."""
+    return _APP_NAME.fullmatch(name) is not None and ".." not in name
+
+
+def _template(value: str, key: str) -> str:
+    """A dial-string template must use ``{key}`` and no other placeholder."""
+    if "{" + key + "}" not in value:
+        raise ValueError(f"must contain {{{key}}}")
+    try:
+        value.format(**{key: "x"})
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"only {{{key}}} may be used ({exc})") from None
+    return value
 
 
 class _Config(BaseModel):
@@ -37,6 +63,11 @@ class RoutingSettings(_Config):
     # How a <Number> that is one of ours reaches that number's Voice app: back into the Stasis context.
     local: str = "Local/{number}@rcml/n"
 
+    @field_validator("client", "number", "sip", "local")
+    @classmethod
+    def _dial_string(cls, value: str, info: ValidationInfo) -> str:
+        return _template(value, {"client": "client", "sip": "uri"}.get(info.field_name or "", "number"))
+
 
 class WebhookSettings(_Config):
     timeout: float = Field(default=5.0, gt=0, le=60)
@@ -50,11 +81,24 @@ class NumberConfig(_Config):
     refer_url: str | None = None
     refer_method: HttpMethod = "POST"
 
+    @field_validator("number", mode="before")
+    @classmethod
+    def _number_text(cls, value: object) -> object:
+        # TOML users write `number = 1001`; a number is an identifier, not arithmetic.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("voice_method", "refer_method", mode="before")
+    @classmethod
+    def _method_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     @field_validator("voice_url", "refer_url")
     @classmethod
     def _app_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://", "app:")):
             raise ValueError("must be http://, https:// or app:NAME")
+        if value is not None and value.startswith("app:") and not is_safe_app_name(value[4:]):
+            raise ValueError("app:NAME must be a plain file name ([A-Za-z0-9_.-], no slash, no ..)")
         return value
 
 
@@ -75,4 +119,5 @@ class Settings(_Config):
 
     @property
     def apps_path(self) -> Path:
+        """The folder of local ``app:NAME`` files (``routing.apps_dir``, relative to the config file)."""
         return self.routing.apps_dir if self.routing.apps_dir.is_absolute() else self.base_dir / self.routing.apps_dir

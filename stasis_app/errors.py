@@ -1,11 +1,11 @@
 """The project's exception tree. Every message is one line naming the file, number or URL at fault.
 
-    StasisRcmlError
-    ├── ConfigError        the configuration file or a local app is invalid
-    ├── MarkupError        an RCML document is invalid (names the URL and the line)
-    ├── WebhookError       an application URL could not be fetched (timeout, HTTP error, missing app file)
-    └── AriError           Asterisk refused a REST call or cannot be reached
-        └── CallGone       the channel or bridge is already gone (a 404): a normal path, not a failure
+StasisRcmlError
+├── ConfigError        the configuration file or a local app is invalid
+├── MarkupError        an RCML document is invalid (names the URL and the line)
+├── WebhookError       an application URL could not be fetched (timeout, HTTP error, missing app file)
+└── AriError           Asterisk refused a REST call or cannot be reached
+    └── CallGone       the channel or bridge is already gone (a 404): a normal path, not a failure
 """
 
 from __future__ import annotations

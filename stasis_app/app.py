@@ -1,0 +1,69 @@
+"""Wires the pieces together: the ARI client, the webhook requester and the call engine."""
+
+from __future__ import annotations
+
+import logging
+
+from models.config import Settings
+from stasis_app.ari.client import AriClient
+from stasis_app.engine import Engine
+from stasis_app.errors import AriError
+from stasis_app.webhook import Webhooks
+
+__all__ = ["run_app"]
+
+log = logging.getLogger(__name__)
+
+# ChannelTransfer and transfer_progress appeared in Asterisk 22.3.0, 21.8.0 and 20.13.0.
+_REFER_SINCE = {20: (20, 13), 21: (21, 8), 22: (22, 3)}
+# Asterisk crashes on a REFER with "Refer-Sub: false" in ari-only mode before 22.11.0 (its issue #2021).
+_REFER_SUB_FIXED = (22, 11)
+
+
+async def run_app(settings: Settings) -> None:
+    """Run the Stasis application until cancelled; on the way out, end every call it runs."""
+    async with AriClient(settings.ari) as ari, Webhooks(settings) as webhooks:
+        engine = Engine(ari, webhooks, settings)
+        log.info("stasis-rcml: app %r on %s, %d numbers", settings.ari.app, settings.ari.url, len(settings.numbers))
+        try:
+            await ari.run(_Startup(engine, ari))
+        finally:
+            await engine.close()
+
+
+class _Startup:
+    """The engine as event handler, plus a one-time check of Asterisk's version on the first connect."""
+
+    def __init__(self, engine: Engine, ari: AriClient) -> None:
+        self.engine = engine
+        self.ari = ari
+        self.on_event = engine.on_event
+        self._checked = False
+
+    async def on_connected(self, reconnect: bool) -> None:
+        if not self._checked:
+            self._checked = True
+            await self._check_version()
+        await self.engine.on_connected(reconnect)
+
+    async def _check_version(self) -> None:
+        try:
+            info = await self.ari.asterisk_info()
+        except AriError as exc:
+            log.warning("could not read Asterisk's version: %s", exc)
+            return
+        version = str(info.get("system", {}).get("version", ""))
+        log.info("connected to Asterisk %s", version or "(unknown version)")
+        parts = version.split(".")
+        try:
+            major_minor = (int(parts[0]), int(parts[1]))
+        except (IndexError, ValueError):
+            return
+        if major_minor < _REFER_SINCE.get(major_minor[0], (0, 0)) or major_minor[0] < 20:
+            log.warning("Asterisk %s has no ARI transfer handling (22.3+ needed): REFERs will not reach us", version)
+        elif major_minor < _REFER_SUB_FIXED:
+            log.warning(
+                "Asterisk %s crashes on a REFER with 'Refer-Sub: false' in ari-only mode (issue #2021, fixed "
+                "in 22.11.0); upgrade before exposing it to phones that send one",
+                version,
+            )

@@ -1,0 +1,25 @@
+"""One executor per RCML verb, and the table that maps a verb model to its executor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models import rcml
+from stasis_app.verbs.base import Handover, HangupCall, Next, Outcome, Replace, VerbExecutor
+from stasis_app.verbs.dial import DialVerb
+from stasis_app.verbs.hangup import HangupVerb
+from stasis_app.verbs.pause import PauseVerb
+from stasis_app.verbs.play import PlayVerb
+from stasis_app.verbs.redirect import RedirectVerb
+from stasis_app.verbs.reject import RejectVerb
+
+__all__ = ["EXECUTORS", "Handover", "HangupCall", "Next", "Outcome", "Replace", "VerbExecutor"]
+
+EXECUTORS: dict[type[rcml.Verb], VerbExecutor[Any]] = {
+    rcml.Dial: DialVerb(),
+    rcml.Hangup: HangupVerb(),
+    rcml.Pause: PauseVerb(),
+    rcml.Play: PlayVerb(),
+    rcml.Redirect: RedirectVerb(),
+    rcml.Reject: RejectVerb(),
+}
