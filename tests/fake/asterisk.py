@@ -1,0 +1,440 @@
+"""An in-memory Asterisk 22 for tests: implements :class:`stasis_app.ari.protocol.AsteriskApi` and sends its
+events to an :class:`~stasis_app.ari.protocol.EventHandler` in order, through a queue, like the websocket.
+
+    fake = FakeAsterisk()
+    fake.attach(engine)
+    await fake.start()
+    fake.phone("PJSIP/bob", answer_after=0.02)
+    alice = await fake.call_in("alice", "1001")
+    ...
+    await fake.settle()
+    fake.assert_nothing_leaked()
+
+What it copies from the real traces (/work/shared/traces, Asterisk 22.10.1):
+
+- event order: inbound StasisStart(Ring) -> answer -> ChannelStateChange(Up); originate -> Dial "" ->
+  [ChannelStateChange Ringing, Dial RINGING] -> ChannelStateChange Up, Dial ANSWER, StasisStart(appArgs);
+  hangup -> ChannelHangupRequest -> ChannelLeftBridge -> StasisEnd -> ChannelDestroyed;
+- REST DELETE gives ChannelHangupRequest cause=32 soft=True (AST_SOFTHANGUP_EXPLICIT) and ChannelDestroyed
+  with the reason's Q.850 cause; the phone hanging up gives ChannelHangupRequest without cause and cause 16;
+- ChannelDestroyed reaches the app only for channels it originated (the originate subscribes the app); a
+  channel that came in from the dialplan (inbound PJSIP, Local ;2) is last heard of at StasisEnd;
+- an originated channel's ChannelDestroyed shows dialplan AppDial2 "(Outgoing Line)" again;
+- REFER: one ChannelTransfer without state; each transfer_progress is echoed as a ChannelTransfer with that
+  state, its referred_by a fresh snapshot (connected_channel only when exactly one other channel shares the
+  bridge); the echo is delivered before the REST call returns. Hanging the transferor up with the subscription
+  still active NOTIFYs 503 and sends a ChannelTransfer with state "channel_progress" between StasisEnd and
+  ChannelDestroyed; a later transfer_progress gets 404 (CallGone);
+- Refer-To: the user part only, %xx unescaped, cut to 79 characters; a tel: URI gets 400 and no event.
+
+Assumptions beyond the traces (to verify against a real Asterisk):
+
+1. ChannelVarset, ChannelConnectedLine, BridgeCreated and other types the engine does not handle are not
+   produced: the real client asks for HANDLED_EVENT_TYPES only (eventFilter).
+2. originate to an endpoint with no phone script fails like a missing/unreachable PJSIP endpoint:
+   ast_dial_prerun fails and ARI answers 500 "Allocation failed" (AriError); no channel, no event.
+3. A busy / rejecting phone: Dial BUSY (17) or CONGESTION (21, 34, 38, 41, 42) or NOANSWER (18, 19) or
+   CHANUNAVAIL (other causes), then ChannelHangupRequest with that cause (not soft), then ChannelDestroyed.
+   The final answer comes ``answer_after`` seconds after the INVITE; with ``ring`` the 180 comes first.
+4. Ring timeout (``timeout`` x ``timeout_scale`` seconds): Dial NOANSWER, ChannelDestroyed 19, no
+   ChannelHangupRequest.
+5. The app DELETEs a leg still being dialed: ChannelHangupRequest(32, soft), Dial CANCEL, ChannelDestroyed
+   with the reason's cause (16 for normal).
+6. Local/exten@context/n: ;1 gets the given id, ;2 the id + "-2" (like otherChannelId). Dial "" for ;1, then
+   ;2 StasisStart(args=[], Ring, caller = the originate's callerId). ring(;2) -> ;1 Ringing + Dial RINGING;
+   answer(;2) -> ;1 Up, Dial ANSWER, StasisStart(appArgs). Before answer, ;2 ending with cause C ends ;1 like
+   a failing phone with cause C (Dial BUSY/NOANSWER/CONGESTION...); ;1 ending (DELETE, timeout) ends ;2 with
+   ChannelHangupRequest(C). After answer either half ending ends the other with cause 16 (normal clearing).
+7. ChannelHangupRequest on a bridged, playing channel is followed by PlaybackFinished (state "done") before
+   ChannelLeftBridge. stop_playback also reports "done". tone: media play until stopped.
+8. transfer_progress with no active REFER subscription (never referred, or already final): 204 and nothing
+   else (no NOTIFY, no echo); it is recorded in ``stray_transfer_progress``. A second REFER replaces the
+   first.
+9. Attended REFER (protocol_id): refer_to also carries destination_channel / connected_channel / bridge of the
+   channel whose protocol_id matches, when there is one.
+10. addChannel / removeChannel naming a missing channel: 400 "Channel not found" (raised as CallGone); a
+    channel not in Stasis: 422; a missing bridge or playback: 404. Calls on a channel not in Stasis that need
+    its control (answer, ring, play): 409. Stasis bridges are never destroyed by Asterisk when they empty.
+11. REST paths are ARI's without the /ari prefix, as stasis_app.ari.client spells them (POST /bridges/{id}
+    with type=mixing; creating an existing id again is refused with 500, as ARI refuses a type on update).
+12. Uniqueids are "1795497500.<n>", SIP channel names "PJSIP/<user>-<8 hex>", Local "Local/x@ctx-<8 hex>;1/;2";
+    inbound channels show dialplan priority 1 (the traces show 2: the rig's dialplan had a step before
+    Stasis), originated PJSIP channels the context "rcml" (Switch.endpoint_context).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from models.ari import AriEvent, Bridge, Channel, TransferState, parse_event
+from stasis_app.ari.protocol import EventHandler, HangupReason
+from stasis_app.errors import AriError, CallGone
+from tests.fake.events import bridge_json, channel_json
+from tests.fake.model import (
+    HANGUP_REASON_CAUSE,
+    FakeBridge,
+    FakeChannel,
+    Phone,
+    ReferSubscription,
+    parse_caller_id,
+)
+from tests.fake.switch import Switch
+
+__all__ = ["FakeAsterisk", "Phone"]
+
+log = logging.getLogger(__name__)
+
+
+class FakeAsterisk:
+    """In-memory Asterisk: REST calls of the engine, the phones' side of each call, and what to assert on."""
+
+    media_duration = 0.01  # seconds a sound:/digits:/... playback lasts
+    timeout_scale = 1.0  # multiplies the originate timeout, so a test can make "30 s" pass quickly
+
+    def __init__(self, app: str = "rcml") -> None:
+        self.app = app
+        self.event_log: list[dict[str, Any]] = []
+        self.rest_log: list[tuple[str, str, dict[str, Any]]] = []
+        self._switch = Switch(app, self._emit)
+        self._queue: asyncio.Queue[AriEvent] = asyncio.Queue()
+        self._handler: EventHandler | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._delivering = False
+        self.handler_errors: list[BaseException] = []
+
+    # -- event stream -------------------------------------------------------------------------------------
+
+    def attach(self, handler: EventHandler) -> None:
+        self._handler = handler
+
+    async def start(self) -> None:
+        if self._handler is None:
+            raise RuntimeError("attach(handler) before start()")
+        self._pump = asyncio.create_task(self._deliver(self._handler), name="fake-asterisk-websocket")
+        await self._handler.on_connected(reconnect=False)
+
+    async def stop(self) -> None:
+        for handle in list(self._switch.timers):
+            handle.cancel()
+        self._switch.timers.clear()
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+            self._pump = None
+
+    def _emit(self, raw: dict[str, Any]) -> None:
+        self.event_log.append(raw)
+        self._queue.put_nowait(parse_event(raw))
+
+    async def _deliver(self, handler: EventHandler) -> None:
+        while True:
+            event = await self._queue.get()
+            self._delivering = True
+            try:
+                handler.on_event(event)
+            except Exception as exc:  # a handler bug must fail the test, not kill the stream
+                log.exception("handler failed on %s", event.type)
+                self.handler_errors.append(exc)
+            finally:
+                self._delivering = False
+
+    def _busy(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        due = any(not h.cancelled() and h.when() <= now for h in self._switch.timers)
+        return due or self._delivering or (self._pump is not None and not self._queue.empty())
+
+    async def settle(self, *, quiet_rounds: int = 20, limit: float = 5.0) -> None:
+        """Wait until every event is delivered and every scripted timer due by now has run (and the handler's
+        reactions have had ``quiet_rounds`` loop turns to make their REST calls). Re-raises handler errors."""
+        deadline = time.monotonic() + limit
+        quiet = 0
+        while quiet < quiet_rounds:
+            await asyncio.sleep(0)
+            quiet = 0 if self._busy() else quiet + 1
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fake Asterisk did not settle within {limit}s")
+        self._raise_errors()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 2.0) -> None:
+        """Let time pass until ``predicate()`` holds; TimeoutError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            self._raise_errors()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met within {timeout}s")
+            await asyncio.sleep(0.001)
+
+    def _raise_errors(self) -> None:
+        errors = self.handler_errors + self._switch.errors
+        if errors:
+            self.handler_errors.clear()
+            self._switch.errors.clear()
+            raise errors[0]
+
+    # -- the phones' side ---------------------------------------------------------------------------------
+
+    def phone(
+        self,
+        endpoint: str,
+        *,
+        answer_after: float | None = 0.01,
+        busy: bool = False,
+        reject_cause: int | None = None,
+        ring: bool = True,
+        hangup_after: float | None = None,
+    ) -> Phone:
+        """Script how ``endpoint`` (``PJSIP/bob``) behaves when dialed (``answer_after=None``: never answers).
+        ``hangup_after`` also applies to an inbound call from that endpoint, counted from the app's answer."""
+        phone = Phone(endpoint, answer_after, busy, reject_cause, ring, hangup_after)
+        self._switch.phones[endpoint] = phone
+        return phone
+
+    async def call_in(self, caller: str = "alice", exten: str = "1001", *, context: str = "rcml") -> str:
+        """``PJSIP/<caller>`` dials ``exten``; the channel enters Stasis ringing. Returns its id."""
+        ch = self._switch.inbound(caller, exten, context)
+        await asyncio.sleep(0)
+        return ch.id
+
+    async def phone_hangup(self, channel_id: str) -> None:
+        """The person on ``channel_id`` hangs up."""
+        self._switch.phone_hangup(self._live(channel_id))
+        await asyncio.sleep(0)
+
+    async def refer(self, channel_id: str, destination: str | None, *, protocol_id: str | None = None) -> int:
+        """The phone on ``channel_id`` sends REFER: Refer-To ``destination``, or Replaces ``protocol_id`` for
+        an attended transfer. Returns Asterisk's answer: 202, or 400 for a Refer-To it cannot use (tel:)."""
+        status = self._switch.refer(self._live(channel_id), destination, protocol_id)
+        await asyncio.sleep(0)
+        return status
+
+    def _live(self, channel_id: str) -> FakeChannel:
+        try:
+            return self._switch.channels[channel_id]
+        except KeyError:
+            raise AssertionError(f"no live channel {channel_id!r}") from None
+
+    # -- REST: channels -----------------------------------------------------------------------------------
+
+    def _log(self, method: str, path: str, params: dict[str, Any] | None = None) -> None:
+        self.rest_log.append((method, path, params or {}))
+
+    def _channel(self, method: str, path: str, channel_id: str, *, stasis: bool = False) -> FakeChannel:
+        ch = self._switch.channels.get(channel_id)
+        if ch is None:
+            raise CallGone(method, path, 404, "Channel not found")
+        if stasis and not ch.in_stasis:
+            raise AriError(method, path, 409, "Channel not in Stasis application")
+        return ch
+
+    async def answer(self, channel_id: str) -> None:
+        path = f"/channels/{channel_id}/answer"
+        self._log("POST", path)
+        self._switch.answer(self._channel("POST", path, channel_id, stasis=True))
+        await asyncio.sleep(0)
+
+    async def ring(self, channel_id: str) -> None:
+        path = f"/channels/{channel_id}/ring"
+        self._log("POST", path)
+        self._switch.ring(self._channel("POST", path, channel_id, stasis=True))
+        await asyncio.sleep(0)
+
+    async def hangup(self, channel_id: str, reason: HangupReason = "normal") -> None:
+        path = f"/channels/{channel_id}"
+        self._log("DELETE", path, {"reason": reason})
+        ch = self._channel("DELETE", path, channel_id)
+        if reason not in HANGUP_REASON_CAUSE:
+            raise AriError("DELETE", path, 400, "Invalid reason for hangup provided")
+        self._switch.rest_hangup(ch, HANGUP_REASON_CAUSE[reason])
+        await asyncio.sleep(0)
+
+    async def originate(
+        self,
+        *,
+        endpoint: str,
+        channel_id: str,
+        app_args: str,
+        caller_id: str | None = None,
+        timeout: int = 30,
+        variables: dict[str, str] | None = None,
+    ) -> Channel:
+        params: dict[str, Any] = {
+            "endpoint": endpoint,
+            "app": self.app,
+            "appArgs": app_args,
+            "channelId": channel_id,
+        }
+        if caller_id is not None:
+            params["callerId"] = caller_id
+        params["timeout"] = str(timeout)
+        if variables:
+            params["variables"] = dict(variables)
+        self._log("POST", "/channels", params)
+        if channel_id in self._switch.names:
+            raise AriError("POST", "/channels", 409, "Channel with given unique ID already exists")
+        if not endpoint.startswith("Local/") and endpoint not in self._switch.phones:
+            raise AriError("POST", "/channels", 500, "Allocation failed")
+        snapshot = Channel.model_validate(
+            self._switch.originate(
+                endpoint, channel_id, app_args, parse_caller_id(caller_id), timeout * self.timeout_scale
+            )
+        )
+        await asyncio.sleep(0)
+        return snapshot
+
+    async def transfer_progress(self, channel_id: str, state: TransferState) -> None:
+        path = f"/channels/{channel_id}/transfer_progress"
+        self._log("POST", path, {"states": str(state)})
+        ch = self._channel("POST", path, channel_id)
+        try:
+            state = TransferState(state)
+        except ValueError:
+            raise AriError("POST", path, 400, f"Invalid state {state!r}") from None
+        self._switch.transfer_progress(ch, state)
+        await asyncio.sleep(0)
+
+    async def list_channels(self) -> list[Channel]:
+        self._log("GET", "/channels")
+        return list(self.channels.values())
+
+    # -- REST: bridges and playbacks ----------------------------------------------------------------------
+
+    def _bridge(self, method: str, path: str, bridge_id: str) -> FakeBridge:
+        br = self._switch.bridges.get(bridge_id)
+        if br is None:
+            raise CallGone(method, path, 404, "Bridge not found")
+        return br
+
+    def _member(self, method: str, path: str, channel_id: str) -> FakeChannel:
+        ch = self._switch.channels.get(channel_id)
+        if ch is None:
+            raise CallGone(method, path, 400, "Channel not found")
+        if not ch.in_stasis:
+            raise AriError(method, path, 422, "Channel not in Stasis application")
+        return ch
+
+    async def create_bridge(self, bridge_id: str, name: str) -> Bridge:
+        path = f"/bridges/{bridge_id}"
+        self._log("POST", path, {"type": "mixing", "name": name})
+        if bridge_id in self._switch.bridges:
+            raise AriError("POST", path, 500, "Supplying a bridge type when updating a bridge is not allowed.")
+        br = self._switch.bridges[bridge_id] = FakeBridge(bridge_id, name)
+        return Bridge.model_validate(bridge_json(br))
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        path = f"/bridges/{bridge_id}"
+        self._log("DELETE", path)
+        self._switch.destroy_bridge(self._bridge("DELETE", path, bridge_id))
+        await asyncio.sleep(0)
+
+    async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
+        path = f"/bridges/{bridge_id}/addChannel"
+        self._log("POST", path, {"channel": channel_id})
+        br = self._bridge("POST", path, bridge_id)
+        self._switch.enter(br, self._member("POST", path, channel_id))
+        await asyncio.sleep(0)
+
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        path = f"/bridges/{bridge_id}/removeChannel"
+        self._log("POST", path, {"channel": channel_id})
+        br = self._bridge("POST", path, bridge_id)
+        ch = self._member("POST", path, channel_id)
+        if ch.bridge_id != bridge_id:
+            raise AriError("POST", path, 422, "Channel not in this bridge")
+        self._switch.leave(br, ch)
+        await asyncio.sleep(0)
+
+    async def play(self, channel_id: str, media: str, playback_id: str) -> None:
+        path = f"/channels/{channel_id}/play/{playback_id}"
+        self._log("POST", path, {"media": media})
+        ch = self._channel("POST", path, channel_id, stasis=True)
+        self._switch.play(ch, media, playback_id, self.media_duration)
+        await asyncio.sleep(0)
+
+    async def stop_playback(self, playback_id: str) -> None:
+        path = f"/playbacks/{playback_id}"
+        self._log("DELETE", path)
+        pb = self._switch.playbacks.get(playback_id)
+        if pb is None:
+            raise CallGone("DELETE", path, 404, "Playback not found")
+        self._switch.finish_playback(pb)
+        await asyncio.sleep(0)
+
+    async def list_bridges(self) -> list[Bridge]:
+        self._log("GET", "/bridges")
+        return list(self.bridges.values())
+
+    # -- what tests assert on -----------------------------------------------------------------------------
+
+    @property
+    def channels(self) -> dict[str, Channel]:
+        """Live channels by id, as snapshots."""
+        return {cid: Channel.model_validate(channel_json(ch)) for cid, ch in self._switch.channels.items()}
+
+    @property
+    def bridges(self) -> dict[str, Bridge]:
+        """Live bridges by id, as snapshots."""
+        return {bid: Bridge.model_validate(bridge_json(br)) for bid, br in self._switch.bridges.items()}
+
+    @property
+    def phones(self) -> dict[str, Phone]:
+        return self._switch.phones
+
+    @property
+    def refers(self) -> dict[str, ReferSubscription]:
+        """The REFER subscription of each transferor channel (kept after the channel is gone)."""
+        return self._switch.refers
+
+    @property
+    def notifies(self) -> dict[str, list[int]]:
+        """The NOTIFY sipfrags each transferor's phone got, in order: 100, 200, 503, 603."""
+        return {cid: sub.notifies for cid, sub in self._switch.refers.items()}
+
+    @property
+    def ringing(self) -> dict[str, bool]:
+        """Channels whose phone was sent 180 Ringing by ``ring``."""
+        return self._switch.ringing
+
+    @property
+    def hangup_causes(self) -> dict[str, int]:
+        """The Q.850 cause each ended channel went with (for a REST hangup, what the far end was told)."""
+        return self._switch.hangup_causes
+
+    @property
+    def played(self) -> dict[str, list[str]]:
+        """Every media played to each channel, in order."""
+        return self._switch.played
+
+    @property
+    def stray_transfer_progress(self) -> list[tuple[str, TransferState]]:
+        """transfer_progress calls on a channel without an active REFER subscription."""
+        return self._switch.stray_transfer_progress
+
+    def subscription_terminated(self, channel_id: str) -> bool:
+        return self._switch.refers[channel_id].terminated
+
+    def in_bridge(self, channel_id: str) -> str | None:
+        ch = self._switch.channels.get(channel_id)
+        return ch.bridge_id if ch else None
+
+    def bridged_with(self, channel_id: str) -> set[str]:
+        ch = self._switch.channels.get(channel_id)
+        return {peer.id for peer in self._switch.peers_of(ch)} if ch else set()
+
+    def name_of(self, channel_id: str) -> str:
+        """The channel name (``PJSIP/bob-00000004``) of any channel this fake ever had."""
+        return self._switch.names[channel_id]
+
+    def events_of(self, *types: str) -> list[dict[str, Any]]:
+        """Logged event dicts, optionally only of the given types."""
+        return [e for e in self.event_log if not types or e["type"] in types]
+
+    def assert_nothing_leaked(self) -> None:
+        left = [f"channel {ch.name} ({cid}, {ch.state})" for cid, ch in self._switch.channels.items()]
+        left += [f"bridge {bid} with {br.channels}" for bid, br in self._switch.bridges.items()]
+        left += [f"playback {pid} of {pb.media}" for pid, pb in self._switch.playbacks.items()]
+        if left:
+            raise AssertionError("left behind: " + "; ".join(left))
