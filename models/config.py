@@ -62,6 +62,18 @@ class RoutingSettings(_Config):
     sip: str = "PJSIP/trunk/{uri}"
     # How a <Number> that is one of ours reaches that number's Voice app: back into the Stasis context.
     local: str = "Local/{number}@rcml/n"
+    # Clients that may call each other by name, peer to peer: no RCML runs, and a REFER on such a call is
+    # declined (603) while the call goes on. Such calls still run through this app so that a REFER gets an
+    # answer at all: with ari-only, Asterisk leaves a REFER on a channel outside Stasis pending until hangup.
+    clients: tuple[str, ...] = ()
+
+    @field_validator("clients")
+    @classmethod
+    def _client_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
+                raise ValueError(f"{name!r} is not a plain client name (A-Z a-z 0-9 . _ -)")
+        return value
 
     @field_validator("client", "number", "sip", "local")
     @classmethod

@@ -19,8 +19,8 @@ from models.ari import (
     StasisEnd,
     StasisStart,
 )
-from models.config import Settings
-from models.rcml import Document
+from models.config import NumberConfig, Settings
+from models.rcml import Client, Dial, Document
 from stasis_app.ari.protocol import AsteriskApi
 from stasis_app.errors import AriError, CallGone
 from stasis_app.legs import CallLeg, LegRole, LegState, Party
@@ -87,6 +87,8 @@ class Engine:
                 if leg is not None:
                     leg.channel = channel
                     leg.set_state(LegState.UP, "answered (StasisStart)")
+                elif channel.dialplan.exten == "h":
+                    pass  # a dialplan whose patterns catch "h" re-enters Stasis after a hangup: not a call
                 elif not args:
                     self._incoming(event)
                 else:
@@ -135,14 +137,23 @@ class Engine:
             forwarded_from=channel.caller_rdnis or "",
         )
         number = self.settings.number(exten)
+        peer_to_peer = number is None and exten in self.settings.routing.clients
+        if peer_to_peer:
+            number = NumberConfig(number=exten, voice_url=f"app:{exten}")  # never fetched: the Dial is ours
         if number is None:
             log.info("call from %s to %s: not a configured number; rejected", party.from_ or "?", exten)
             self.spawn(self._hangup_stray(channel.id, "unallocated"), "unknown-number")
             return
         state = LegState.UP if channel.state == "Up" else LegState.INBOUND
         leg = CallLeg(channel, LegRole.INBOUND, party, state=state)
-        log.info("call %s from %s to number %s", leg.call_sid, party.from_ or "?", exten)
-        self.start_session(CallSession(self.services, leg, number))
+        log.info(
+            "call %s from %s to %s %s", leg.call_sid, party.from_ or "?", "client" if peer_to_peer else "number", exten
+        )
+        session = CallSession(self.services, leg, number, peer_to_peer=peer_to_peer)
+        document = None
+        if peer_to_peer:
+            document = Document(verbs=(Dial(nouns=(Client(name=exten),)),), source=f"peer-to-peer call to {exten}")
+        self.start_session(session, document)
 
     async def _hangup_stray(self, channel_id: str, reason: Any = "normal") -> None:
         try:

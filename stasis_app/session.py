@@ -60,8 +60,17 @@ class Services:
 class CallSession:
     """Runs RCML on ``leg``. A Dial's legs and the bridge belong to the session until it ends or hands them on."""
 
-    def __init__(self, services: Services, leg: CallLeg, number: NumberConfig, *, bridge_id: str | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        leg: CallLeg,
+        number: NumberConfig,
+        *,
+        bridge_id: str | None = None,
+        peer_to_peer: bool = False,
+    ) -> None:
         self.id = uuid.uuid4().hex
+        self.peer_to_peer = peer_to_peer  # a client calling a client by name: no RCML, no transfers
         self.services = services
         self.leg = leg
         self.number = number

@@ -52,8 +52,10 @@ class TransferHandler:
             return self._decline(source.id, source.name, "the call is not one this app runs")
         if destination.destination is None:
             return self._decline(leg.id, source.name, "attended transfer (Replaces) is not supported")
+        if session.peer_to_peer:
+            return self._decline(leg.id, source.name, "peer-to-peer client call: not made by an RCML Dial")
         if session.peer is None or leg not in (session.leg, session.peer):
-            return self._decline(leg.id, source.name, "the call was not made by an RCML Dial")
+            return self._decline(leg.id, source.name, "the call is not connected by an RCML Dial")
         if session.transferor is not None:
             return self._decline(leg.id, source.name, "a transfer is already in progress on this call")
         if session.number.refer_url is None:

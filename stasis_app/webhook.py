@@ -138,11 +138,9 @@ class Webhooks:
                 document, status = self._fetch_app(target, params), "ok"
             else:
                 document, status = await self._fetch_http(target, method, params)
-        except WebhookError as exc:
-            log.warning("%s %s failed: %s (%d ms)", method, target, exc.reason, _ms(started))
-            raise
-        except MarkupError as exc:
-            log.warning("%s %s: %s (%d ms)", method, target, exc, _ms(started))
+        except (WebhookError, MarkupError) as exc:
+            # The caller says what the failure means for the call, in one line; here only the timing.
+            log.debug("%s %s failed: %s (%d ms)", method, target, exc, _ms(started))
             raise
         log.debug("%s %s -> %s (%d ms)", method, target, status, _ms(started))
         return document

@@ -209,8 +209,9 @@ class _DialAttempt:
         bridge_id = await call.ensure_bridge()
         try:
             await asyncio.gather(self._join_caller(bridge_id), call.ari.add_to_bridge(bridge_id, winner.id))
-        except CallGone:
-            pass  # whoever left is seen below, as a gone leg
+        except AriError as exc:
+            # Someone hung up in between (Asterisk answers 400/404/422 for such a channel): seen below as gone.
+            log.debug("bridging %s: %s", winner.id, exc)
         call.peer = winner
         call.report_dial("answered")
         interrupt = call.open_interrupt()
