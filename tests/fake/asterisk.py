@@ -104,6 +104,7 @@ class FakeAsterisk:
         self._handler: EventHandler | None = None
         self._pump: asyncio.Task[None] | None = None
         self._delivering = False
+        self._connected = True
         self.handler_errors: list[BaseException] = []
 
     # -- event stream -------------------------------------------------------------------------------------
@@ -126,9 +127,20 @@ class FakeAsterisk:
             await asyncio.gather(self._pump, return_exceptions=True)
             self._pump = None
 
+    def disconnect(self) -> None:
+        """The websocket drops: events happen but are lost, as ARI does not replay them."""
+        self._connected = False
+
+    async def reconnect(self) -> None:
+        """The websocket is back: the handler is told so and may re-read channels and bridges."""
+        assert self._handler is not None
+        self._connected = True
+        await self._handler.on_connected(reconnect=True)
+
     def _emit(self, raw: dict[str, Any]) -> None:
         self.event_log.append(raw)
-        self._queue.put_nowait(parse_event(raw))
+        if self._connected:
+            self._queue.put_nowait(parse_event(raw))
 
     async def _deliver(self, handler: EventHandler) -> None:
         while True:
