@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from pathlib import Path
 
 from models.config import Settings
 from stasis_app.ari.client import AriClient
+from stasis_app.ari.events import EventLog
 from stasis_app.engine import Engine
-from stasis_app.errors import AriError
+from stasis_app.errors import AriError, ConfigError
 from stasis_app.webhook import Webhooks
 
 __all__ = ["run_app"]
@@ -20,9 +23,25 @@ _REFER_SINCE = {20: (20, 13), 21: (21, 8), 22: (22, 3)}
 _REFER_SUB_FIXED = (22, 11)
 
 
-async def run_app(settings: Settings) -> None:
-    """Run the Stasis application until cancelled; on the way out, end every call it runs."""
-    async with AriClient(settings.ari) as ari, Webhooks(settings) as webhooks:
+async def run_app(settings: Settings, *, event_log: Path | None = None) -> None:
+    """Run the Stasis application until cancelled; on the way out, end every call it runs.
+
+    ``event_log``: append every ARI websocket message, as received, to this JSON Lines file.
+    """
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(_open_event_log(event_log)) if event_log is not None else None
+        await _run(settings, sink)
+
+
+def _open_event_log(path: Path) -> EventLog:
+    try:
+        return EventLog(path)
+    except OSError as exc:
+        raise ConfigError(f"--event-log {path}: cannot open: {exc.strerror or exc}") from None
+
+
+async def _run(settings: Settings, sink: EventLog | None) -> None:
+    async with AriClient(settings.ari, event_sink=sink) as ari, Webhooks(settings) as webhooks:
         engine = Engine(ari, webhooks, settings)
         log.info("stasis-rcml: app %r on %s, %d numbers", settings.ari.app, settings.ari.url, len(settings.numbers))
         try:

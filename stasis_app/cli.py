@@ -1,6 +1,6 @@
 """The ``stasis-rcml`` command: ``run`` the Stasis app, or ``check`` a configuration and its apps.
 
-    stasis-rcml run --config config.toml [--log-level DEBUG]
+    stasis-rcml run --config config.toml [--log-level DEBUG] [--event-log events.jsonl]
     stasis-rcml check --config config.toml
 
 A problem the user can fix is printed as one line (``stasis-rcml: <message>``) and the exit status
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args.config)
-        return _run(args.config)
+        return _run(args.config, args.event_log)
     except StasisRcmlError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 1
@@ -59,7 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=_PROG, description="Run Restcomm-style RCML voice apps on Asterisk.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("run", parents=[common], help="connect to Asterisk and run the numbers' apps")
+    run = commands.add_parser("run", parents=[common], help="connect to Asterisk and run the numbers' apps")
+    run.add_argument(
+        "--event-log",
+        type=Path,
+        metavar="FILE",
+        help='append every ARI websocket message to FILE, one JSON line each: {"ts": ..., "event": {...}}',
+    )
     commands.add_parser("check", parents=[common], help="check the configuration and every local app")
     return parser
 
@@ -84,7 +90,7 @@ def _report(problems: list[str]) -> int:
     return 1
 
 
-def _run(config: Path) -> int:
+def _run(config: Path, event_log: Path | None = None) -> int:
     settings = load_settings(config)
     # Imported here: the engine (and its ARI client) is not needed to check a configuration.
     from stasis_app.app import run_app
@@ -93,7 +99,7 @@ def _run(config: Path) -> int:
     log.info("stasis-rcml %s: %d numbers, ARI %s app %s", __version__, len(settings.numbers), ari.url, ari.app)
     # KeyboardInterrupt only gets here where loop signal handlers are unavailable (Windows).
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_until_signal(run_app(settings)))
+        asyncio.run(_until_signal(run_app(settings, event_log=event_log)))
     log.info("stopped")
     return 0
 

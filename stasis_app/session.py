@@ -131,6 +131,8 @@ class CallSession:
 
     def adopt(self, leg: CallLeg) -> None:
         """A leg this session's Dial created: hung up with the session unless handed on."""
+        for gone in [leg_id for leg_id, old in self.dial_legs.items() if old.is_gone]:
+            del self.dial_legs[gone]
         self.dial_legs[leg.id] = leg
         self.services.registry.adopt(leg, self)
 
@@ -171,9 +173,6 @@ class CallSession:
     def report_dial(self, status: str) -> None:
         if self._dial_watch is not None and not self._dial_watch.done():
             self._dial_watch.set_result(status)
-
-    def has_dial_watch(self) -> bool:
-        return self._dial_watch is not None and not self._dial_watch.done()
 
     # -- running --------------------------------------------------------------------------------------------
 
@@ -235,6 +234,8 @@ class CallSession:
                     await self.ari.destroy_bridge(bridge_id)
                 except CallGone:
                     pass
+                except StasisRcmlError as exc:
+                    log.warning("could not destroy bridge %s: %s", bridge_id, exc)
         finally:
             self.services.on_session_end(self)
 

@@ -52,6 +52,14 @@ def originated(rig: Rig) -> list[str]:
     return [params["endpoint"] for method, path, params in rig.fake.rest_log if (method, path) == ("POST", "/channels")]
 
 
+def caller_ids(rig: Rig, endpoint: str) -> list[str]:
+    return [
+        params["callerId"]
+        for method, path, params in rig.fake.rest_log
+        if (method, path) == ("POST", "/channels") and params["endpoint"] == endpoint
+    ]
+
+
 async def hang_up_everyone(rig: Rig) -> None:
     for channel_id, channel in list(rig.fake.channels.items()):
         if channel.name.startswith("PJSIP/") and channel_id in rig.fake.channels:
@@ -84,6 +92,7 @@ async def test_seed_flow_bob_transfers_alice_to_1002_and_carol_answers(rig):
     assert rest_index(rig, "POST", f"/bridges/{rig.fake.in_bridge(alice)}/removeChannel", channel=bob) < answered_at
     # 1002 is our number: its Voice app ran and dialed Carol; Alice talks to Carol through the Local channel.
     assert rig.web.calls("/1002.xml")[0]["From"] == "alice"
+    assert caller_ids(rig, "Local/1002@rcml/n") == ['"alice" <alice>']
     assert {rig.fake.name_of(c).split("-")[0] for c in rig.fake.bridged_with(alice)} == {"Local/1002@rcml"}
     carol = rig.channel_named("PJSIP/carol")
     assert rig.fake.name_of(next(iter(rig.fake.bridged_with(carol)))).endswith(";2")
@@ -129,6 +138,9 @@ async def test_alice_transfers_and_the_refer_app_runs_on_bobs_leg(rig):
     assert refer["CallSid"] != rig.web.calls("/1001.xml")[0]["CallSid"]
     assert rig.fake.notifies[alice] == [100, 200]
     assert {rig.fake.name_of(c).split("-")[0] for c in rig.fake.bridged_with(bob)} == {"Local/1002@rcml"}
+    # Bob is now the calling party: 1002's app (and Carol's phone) see him, not Alice.
+    assert caller_ids(rig, "Local/1002@rcml/n") == ['"bob" <bob>']
+    assert rig.web.calls("/1002.xml")[0]["From"] == "bob"
     await hang_up_everyone(rig)
 
 

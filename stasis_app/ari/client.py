@@ -18,7 +18,7 @@ from pydantic import TypeAdapter
 
 from models.ari import HANDLED_EVENT_TYPES, Bridge, Channel, TransferState
 from models.config import AriSettings
-from stasis_app.ari.events import Backoff, EventStream, StreamState
+from stasis_app.ari.events import Backoff, EventSink, EventStream, StreamState
 from stasis_app.ari.protocol import AsteriskApi, EventHandler, HangupReason
 from stasis_app.errors import AriError, CallGone
 
@@ -47,7 +47,7 @@ class AriClient:
     """Asterisk's REST interface (implements :class:`AsteriskApi`) and its event websocket (:meth:`run`).
 
     Use as ``async with AriClient(settings) as ari:``; ``transport`` replaces the HTTP transport in tests,
-    ``backoff`` the websocket reconnect delays.
+    ``backoff`` the websocket reconnect delays, ``event_sink`` sees every websocket message as received.
     """
 
     def __init__(
@@ -56,6 +56,7 @@ class AriClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         backoff: Backoff | None = None,
+        event_sink: EventSink | None = None,
     ) -> None:
         self._settings = settings
         self._password = settings.password
@@ -80,6 +81,7 @@ class AriClient:
             auth,
             backoff=backoff,
             on_open=self._apply_event_filter,
+            sink=event_sink,
         )
 
     @property

@@ -7,6 +7,9 @@ Order on every (re)connect: the socket opens, ``on_open`` starts in the backgrou
 ``on_connected(reconnect=...)`` is awaited, and only then are events read. ARI does not replay events missed
 while the socket was down, so the handler re-reads channels and bridges in ``on_connected``; events that
 arrive meanwhile wait in the websocket's buffer and are delivered after it, in order, none lost.
+
+An optional ``sink`` sees every message as received, before it is parsed (``stasis-rcml run --event-log``);
+:class:`EventLog` is the sink that writes them to a JSON Lines file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from http import HTTPStatus
+from pathlib import Path
+from typing import IO
 
 import pydantic
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,9 +35,13 @@ from models.ari import parse_event
 from stasis_app.ari.protocol import EventHandler
 from stasis_app.errors import AriError
 
-__all__ = ["Backoff", "EventStream", "StreamState"]
+__all__ = ["Backoff", "EventLog", "EventSink", "EventStream", "StreamState"]
 
 logger = logging.getLogger(__name__)
+
+
+# Sees each websocket message exactly as Asterisk sent it, before parsing.
+EventSink = Callable[[str | bytes], None]
 
 
 class StreamState(StrEnum):
@@ -103,6 +112,7 @@ class EventStream:
         backoff: Backoff | None = None,
         on_open: Callable[[], Awaitable[None]] | None = None,
         open_timeout: float = 10.0,
+        sink: EventSink | None = None,
     ) -> None:
         # ``url`` carries no secret (auth goes in ``headers``), so it is safe to log.
         self._url = url
@@ -110,6 +120,7 @@ class EventStream:
         self._backoff = backoff or Backoff()
         self._on_open = on_open
         self._open_timeout = open_timeout
+        self._sink = sink
         self._state = StreamState.IDLE
         self._closing = asyncio.Event()
         self._session: asyncio.Task[_Lost] | None = None
@@ -200,7 +211,10 @@ class EventStream:
             except AriError as exc:
                 # The handler could not re-read state; a fresh connection gives it another try.
                 return _Lost(f"on_connected failed: {exc}", time.monotonic() - opened)
+            sink = self._sink
             async for message in ws:
+                if sink is not None:
+                    sink(message)
                 _deliver(handler, message)
             # ``async for`` ends quietly on a clean close and raises on a dropped one.
             reason = f"closed by Asterisk (code {ws.close_code}{_suffix(ws)})"
@@ -232,6 +246,35 @@ class EventStream:
             self._set_state(StreamState.CLOSED, "closed before run()")
         if self._session is not None and not self._session.done():
             self._session.cancel()
+
+
+class EventLog:
+    """A sink writing each message as one JSON line, ``{"ts": <unix time>, "event": {...}}``, flushed at once.
+
+    A message that is not JSON is kept as a string, so the log shows what really came. Use as a context
+    manager, or call :meth:`close`.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] = path.open("a", encoding="utf-8")
+
+    def __call__(self, message: str | bytes) -> None:
+        try:
+            event: object = json.loads(message)
+        except ValueError:
+            event = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+        self._file.write(json.dumps({"ts": time.time(), "event": event}, separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _deliver(handler: EventHandler, message: str | bytes) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.ari import Channel
-from models.rcml import Dial
+from models.rcml import Dial, Sip
 from stasis_app.errors import AriError, CallGone, MarkupError, WebhookError
 from stasis_app.legs import CallLeg, LegRole, LegState, Party
 from stasis_app.routing import UnsafeTarget, dial_string, noun_label
@@ -76,6 +76,13 @@ class DialVerb:
         return Replace(await call.fetch(verb.action, verb.method, params))
 
 
+def _caller_id(name: str, number: str) -> str:
+    """Asterisk's ``"name" <number>`` form; quotes and angle brackets in either would break it."""
+    name = name.translate({ord(c): None for c in '"<>'})
+    number = number.translate({ord(c): None for c in '"<>'})
+    return f'"{name}" <{number}>' if name else number
+
+
 class _DialAttempt:
     def __init__(self, call: CallSession, verb: Dial) -> None:
         self.call = call
@@ -110,7 +117,9 @@ class _DialAttempt:
 
     async def _ring(self) -> CallLeg | None:
         call, caller = self.call, self.call.leg
-        caller_id = self.verb.caller_id or caller.party.from_
+        # Whoever the Dial runs for is the calling party: Alice, or Bob when a transfer runs on his leg.
+        caller_id = self.verb.caller_id or caller.label
+        caller_name = caller.party.caller_name if caller.role is LegRole.INBOUND else caller.label
         jobs = [call.ensure_bridge(), self._start_ringback()]
         for noun in self.verb.nouns:
             try:
@@ -118,29 +127,24 @@ class _DialAttempt:
             except UnsafeTarget as exc:
                 log.warning("number %s, call %s: %s", call.number.number, caller.call_sid, exc)
                 continue
-            channel = Channel(id=uuid.uuid4().hex, name=endpoint)
-            party = Party(
-                from_=caller_id,
-                to=noun_label(noun),
-                caller_name=caller.party.caller_name,
-                label=noun_label(noun),
-            )
-            leg = CallLeg(channel, LegRole.DIALED, party, state=LegState.CALLING)
+            label = noun_label(noun)
+            to = noun.uri if isinstance(noun, Sip) else label
+            party = Party(from_=caller_id, to=to, caller_name=caller_name, label=label)
+            leg = CallLeg(Channel(id=uuid.uuid4().hex, name=endpoint), LegRole.DIALED, party, state=LegState.CALLING)
             call.adopt(leg)  # before originating: its first events may arrive before the REST answer
             self.legs.append(leg)
-            jobs.append(self._originate(leg, endpoint, caller_id))
+            jobs.append(self._originate(leg, endpoint, _caller_id(caller_name, caller_id)))
         # Independent REST calls go out together: bridge, ringback and every originate.
         await asyncio.gather(*jobs)
         return await self._first_answer()
 
     async def _originate(self, leg: CallLeg, endpoint: str, caller_id: str) -> None:
-        name = self.call.leg.party.caller_name.replace('"', "")
         try:
             await self.call.ari.originate(
                 endpoint=endpoint,
                 channel_id=leg.id,
                 app_args="dial",
-                caller_id=f'"{name}" <{caller_id}>' if name else caller_id,
+                caller_id=caller_id,
                 timeout=self.verb.timeout + _ORIGINATE_GRACE_S,
             )
         except AriError as exc:
