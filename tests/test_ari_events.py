@@ -31,7 +31,7 @@ from models.ari import (
     UnknownEvent,
 )
 from models.config import AriSettings
-from stasis_app.ari import AriClient, Backoff, StreamState
+from stasis_app.ari import AriClient, Backoff, EventLog, StreamState
 from stasis_app.errors import AriError
 
 TRACE = Path("/work/shared/traces/blind_transfer_keep_transferor_until_answer.jsonl")
@@ -338,9 +338,7 @@ async def test_connection_refused_retries_until_asterisk_is_up(caplog):
     assert handler.log[0] == ("connected", False)
     assert isinstance(handler.events[0], StasisStart)
     # The same failure repeated is one warning, not one per attempt.
-    assert (
-        sum("cannot connect" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING) == 1
-    )
+    assert sum("cannot connect" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING) == 1
 
 
 async def test_on_connected_failing_with_ari_error_reconnects():
@@ -417,3 +415,28 @@ async def test_env_proxy_settings_are_ignored_by_the_websocket(monkeypatch):
 
     assert proxied == []
     assert len(fake.upgrades) == 1
+
+
+async def test_event_log_records_every_message_raw_with_a_timestamp(tmp_path):
+    garbage = "not json"
+    fake = FakeAsterisk(send(*FIRST, VARSET, garbage))
+    handler = Recorder()
+    path = tmp_path / "events.jsonl"
+    before = time.time()
+    async with fake_asterisk(fake):
+        settings = AriSettings(url=fake.url, username="rcml", password=PASSWORD, app="rcml")
+        with EventLog(path) as sink:
+            client = AriClient(settings, transport=httpx.MockTransport(Rest()), backoff=FAST, event_sink=sink)
+            task = asyncio.create_task(client.run(handler))
+            try:
+                await handler.wait_for(1 + len(FIRST) + 1)  # connected, FIRST, VARSET; garbage is skipped
+                await until(lambda: len(path.read_text().splitlines()) == len(FIRST) + 2)
+            finally:
+                await client.close()
+                await asyncio.wait_for(task, 2)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    # Exactly what Asterisk sent, in order, the ChannelVarset the handler never sees included.
+    assert [line["event"] for line in lines] == [json.loads(m) for m in (*FIRST, VARSET)] + [garbage]
+    stamps = [line["ts"] for line in lines]
+    assert stamps == sorted(stamps)
+    assert before <= stamps[0] <= time.time()

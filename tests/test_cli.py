@@ -56,9 +56,7 @@ def test_check_reports_a_missing_local_app(tmp_path: Path, capsys: pytest.Captur
     config.write_text('[[numbers]]\nnumber = "1"\nvoice_url = "app:hello"\nrefer_url = "app:refer"\n')
     status, out, err = check(capsys, "--config", str(config))
     assert (status, out) == (1, [])
-    assert err == [
-        f"stasis-rcml: numbers[0].refer_url: app:refer: no such app file {tmp_path}/apps/refer.xml"
-    ]
+    assert err == [f"stasis-rcml: numbers[0].refer_url: app:refer: no such app file {tmp_path}/apps/refer.xml"]
 
 
 def test_check_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -84,7 +82,7 @@ def test_run_stops_cleanly_on_sigterm(fake_app: types.ModuleType):
     seen: list[Settings] = []
     cancelled: list[bool] = []
 
-    async def run_app(settings: Settings) -> None:
+    async def run_app(settings: Settings, *, event_log: Path | None = None) -> None:
         seen.append(settings)
         asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
         try:
@@ -102,14 +100,12 @@ def test_run_stops_cleanly_on_sigterm(fake_app: types.ModuleType):
 
 
 def test_run_reports_an_error_in_one_line(fake_app: types.ModuleType, capsys: pytest.CaptureFixture[str]):
-    async def run_app(settings: Settings) -> None:
+    async def run_app(settings: Settings, *, event_log: Path | None = None) -> None:
         raise AriError("GET", "/ari/asterisk/info", None, "connection refused")
 
     fake_app.run_app = run_app  # type: ignore[attr-defined]
     assert main(["run", "--config", str(EXAMPLES / "config.toml")]) == 1
-    assert capsys.readouterr().err.splitlines() == [
-        "stasis-rcml: ARI GET /ari/asterisk/info -> connection refused"
-    ]
+    assert capsys.readouterr().err.splitlines() == ["stasis-rcml: ARI GET /ari/asterisk/info -> connection refused"]
 
 
 def test_run_with_a_broken_config_does_not_start(
@@ -120,6 +116,25 @@ def test_run_with_a_broken_config_does_not_start(
     assert main(["run", "--config", str(config)]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (
-        f"stasis-rcml: {config}: ari.url: must start with http:// or https:// "
-        "(and 1 more: run `stasis-rcml check`)"
+        f"stasis-rcml: {config}: ari.url: must start with http:// or https:// (and 1 more: run `stasis-rcml check`)"
     )
+
+
+def test_run_passes_the_event_log_on(fake_app: types.ModuleType, tmp_path: Path):
+    logs: list[Path | None] = []
+
+    async def run_app(settings: Settings, *, event_log: Path | None = None) -> None:
+        logs.append(event_log)
+
+    fake_app.run_app = run_app  # type: ignore[attr-defined]
+    config = str(EXAMPLES / "config.toml")
+    assert main(["run", "--config", config, "--event-log", str(tmp_path / "events.jsonl")]) == 0
+    assert main(["run", "--config", config]) == 0
+    assert logs == [tmp_path / "events.jsonl", None]
+
+
+def test_run_with_an_unwritable_event_log_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    target = tmp_path / "no-such-dir" / "events.jsonl"
+    assert main(["run", "--config", str(EXAMPLES / "config.toml"), "--event-log", str(target)]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"stasis-rcml: --event-log {target}: cannot open: ")

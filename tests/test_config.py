@@ -43,9 +43,7 @@ def test_example_config_loads():
         "asterisk",
         "rcml",
     )
-    assert settings.number("1001") == NumberConfig(
-        number="1001", voice_url="app:dial-bob", refer_url="app:refer"
-    )
+    assert settings.number("1001") == NumberConfig(number="1001", voice_url="app:dial-bob", refer_url="app:refer")
     assert settings.number("1002") == NumberConfig(number="1002", voice_url="app:dial-carol")
     assert (settings.routing.client, settings.routing.number, settings.routing.sip) == (
         "PJSIP/{client}",
@@ -129,9 +127,7 @@ def test_one_problem_is_one_line_naming_file_and_key(tmp_path: Path, text: str, 
 
 def test_duplicate_numbers_are_refused(tmp_path: Path):
     text = "".join(f'[[numbers]]\nnumber = "{n}"\nvoice_url = "app:x"\n' for n in ("1001", "1002", "1001"))
-    assert problems(write(tmp_path, text)) == [
-        f"{tmp_path}/config.toml: numbers[2].number: 1001 is already numbers[0]"
-    ]
+    assert problems(write(tmp_path, text)) == [f"{tmp_path}/config.toml: numbers[2].number: 1001 is already numbers[0]"]
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path):

@@ -212,8 +212,8 @@ async def test_busy_phone(fake: FakeAsterisk, recorder: Recorder):
         ("Dial", ""),
         ("ChannelStateChange", "Ringing"),
         ("Dial", "RINGING"),
+        ("ChannelHangupRequest", "cause=17 soft=None"),  # 22.10.1 (uas_busy): before the Dial status
         ("Dial", "BUSY"),
-        ("ChannelHangupRequest", "cause=17 soft=None"),
         ("ChannelDestroyed", "17 User busy"),
     ]
     fake.assert_nothing_leaked()
@@ -425,7 +425,18 @@ async def test_local_channel_enters_as_an_inbound_call_and_answers_the_dialer(fa
     await fake.hangup("loc-1")
     await fake.settle()
 
-    assert recorder.flow(inner)[-2:] == [("ChannelHangupRequest", "cause=16 soft=None"), ("StasisEnd", "")]
+    # As 22.10.1 did (tests/captures/seed.jsonl): ;2 is hung up, leaves Stasis, runs the dialplan's Hangup()
+    # and is destroyed; only then is ;1 destroyed.
+    assert recorder.flow(inner)[-4:] == [
+        ("ChannelHangupRequest", "cause=16 soft=None"),
+        ("StasisEnd", ""),
+        ("ChannelHangupRequest", "cause=16 soft=True"),
+        ("ChannelDestroyed", "16 Normal Clearing"),
+    ]
+    assert [(e.type, e.channel.id) for e in recorder.events if e.type == "ChannelDestroyed"] == [
+        ("ChannelDestroyed", inner),
+        ("ChannelDestroyed", "loc-1"),
+    ]
     fake.assert_nothing_leaked()
 
 
@@ -436,10 +447,15 @@ async def test_local_channel_busy_reaches_the_dialer(fake: FakeAsterisk, recorde
     await fake.hangup("loc-1-2", "busy")
     await fake.settle()
 
-    assert recorder.flow("loc-1-2")[-2:] == [("ChannelHangupRequest", "cause=32 soft=True"), ("StasisEnd", "")]
+    assert recorder.flow("loc-1-2")[-4:] == [
+        ("ChannelHangupRequest", "cause=32 soft=True"),
+        ("StasisEnd", ""),
+        ("ChannelHangupRequest", "cause=16 soft=True"),  # the dialplan's Hangup() after Stasis()
+        ("ChannelDestroyed", "17 User busy"),
+    ]
     assert recorder.flow("loc-1")[-3:] == [
-        ("Dial", "BUSY"),
         ("ChannelHangupRequest", "cause=17 soft=None"),
+        ("Dial", "BUSY"),
         ("ChannelDestroyed", "17 User busy"),
     ]
     assert fake.hangup_causes == {"loc-1-2": 17, "loc-1": 17}

@@ -103,9 +103,7 @@ def test_play_plain_name_is_an_asterisk_sound():
     assert only('<Play loop="3">tt-monkeys</Play>') == Play(media="sound:tt-monkeys", loop=3)
 
 
-@pytest.mark.parametrize(
-    "media", ["sound:hello-world", "tone:ring", "recording:greeting", "https://cdn.test/a.wav"]
-)
+@pytest.mark.parametrize("media", ["sound:hello-world", "tone:ring", "recording:greeting", "https://cdn.test/a.wav"])
 def test_play_media_with_a_scheme_is_passed_as_is(media: str):
     assert only(f"<Play>{media}</Play>") == Play(media=media)
 

@@ -157,15 +157,12 @@ async def test_app_file_with_placeholders(webhooks: Webhooks, apps: Path):
         '<Response>\n  <Dial callerId="$core_From"><Number>$core_ReferTarget</Number></Dial>\n</Response>\n'
     )
     document = await webhooks.fetch("app:refer", "POST", {"From": "alice", "ReferTarget": "1002"})
-    assert document == Document(
-        verbs=(Dial(nouns=(Number(number="1002"),), caller_id="alice"),), source="app:refer"
-    )
+    assert document == Document(verbs=(Dial(nouns=(Number(number="1002"),), caller_id="alice"),), source="app:refer")
 
 
 async def test_app_substitution_is_xml_escaped_in_text_and_attributes(webhooks: Webhooks, apps: Path):
     (apps / "echo.xml").write_text(
-        "<Response><Dial callerId='$core_From' action=\"$core_From\">"
-        "<Client>$core_From</Client></Dial></Response>"
+        "<Response><Dial callerId='$core_From' action=\"$core_From\"><Client>$core_From</Client></Dial></Response>"
     )
     hostile = 'a<b&"c"\'</Client><Hangup/>'
     document = await webhooks.fetch("app:echo", "GET", {"From": hostile})

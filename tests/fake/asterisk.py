@@ -12,13 +12,19 @@ events to an :class:`~stasis_app.ari.protocol.EventHandler` in order, through a 
 
 What it copies from the real traces (/work/shared/traces, Asterisk 22.10.1):
 
+- (tests/captures/*.jsonl, the e2e runs' --event-log) a Local originate: ;2's StasisStart before ;1's Dial "";
+  answering ;2: ;1 Up, ;2 Up, ;1 Dial ANSWER, ;1 StasisStart, after a REST call made at the same time; the app
+  hears both halves' ChannelDestroyed; an answered ;1 hung up: ;2 hung up, StasisEnd, a soft hangup request
+  (cause 16, the dialplan's Hangup()), ;2 destroyed, then ;1 destroyed. A failing phone: ChannelHangupRequest
+  with the cause, then the Dial status (BUSY...), then ChannelDestroyed;
 - event order: inbound StasisStart(Ring) -> answer -> ChannelStateChange(Up); originate -> Dial "" ->
   [ChannelStateChange Ringing, Dial RINGING] -> ChannelStateChange Up, Dial ANSWER, StasisStart(appArgs);
   hangup -> ChannelHangupRequest -> ChannelLeftBridge -> StasisEnd -> ChannelDestroyed;
 - REST DELETE gives ChannelHangupRequest cause=32 soft=True (AST_SOFTHANGUP_EXPLICIT) and ChannelDestroyed
   with the reason's Q.850 cause; the phone hanging up gives ChannelHangupRequest without cause and cause 16;
-- ChannelDestroyed reaches the app only for channels it originated (the originate subscribes the app); a
-  channel that came in from the dialplan (inbound PJSIP, Local ;2) is last heard of at StasisEnd;
+- ChannelDestroyed reaches the app only for channels it originated (the originate subscribes the app, to both
+  halves of a Local channel); a channel that came in from the dialplan (inbound PJSIP) is last heard of at
+  StasisEnd;
 - an originated channel's ChannelDestroyed shows dialplan AppDial2 "(Outgoing Line)" again;
 - REFER: one ChannelTransfer without state; each transfer_progress is echoed as a ChannelTransfer with that
   state, its referred_by a fresh snapshot (connected_channel only when exactly one other channel shares the
@@ -33,18 +39,20 @@ Assumptions beyond the traces (to verify against a real Asterisk):
    produced: the real client asks for HANDLED_EVENT_TYPES only (eventFilter).
 2. originate to an endpoint with no phone script fails like a missing/unreachable PJSIP endpoint:
    ast_dial_prerun fails and ARI answers 500 "Allocation failed" (AriError); no channel, no event.
-3. A busy / rejecting phone: Dial BUSY (17) or CONGESTION (21, 34, 38, 41, 42) or NOANSWER (18, 19) or
-   CHANUNAVAIL (other causes), then ChannelHangupRequest with that cause (not soft), then ChannelDestroyed.
+3. A busy / rejecting phone: ChannelHangupRequest with the cause (not soft), then Dial BUSY (17) or
+   CONGESTION (21, 34, 38, 41, 42) or NOANSWER (18, 19) or CHANUNAVAIL (other causes), then ChannelDestroyed
+   (the order is 22.10.1's for 486; the status table beyond BUSY is assumed).
    The final answer comes ``answer_after`` seconds after the INVITE; with ``ring`` the 180 comes first.
 4. Ring timeout (``timeout`` x ``timeout_scale`` seconds): Dial NOANSWER, ChannelDestroyed 19, no
    ChannelHangupRequest.
 5. The app DELETEs a leg still being dialed: ChannelHangupRequest(32, soft), Dial CANCEL, ChannelDestroyed
    with the reason's cause (16 for normal).
-6. Local/exten@context/n: ;1 gets the given id, ;2 the id + "-2" (like otherChannelId). Dial "" for ;1, then
-   ;2 StasisStart(args=[], Ring, caller = the originate's callerId). ring(;2) -> ;1 Ringing + Dial RINGING;
-   answer(;2) -> ;1 Up, Dial ANSWER, StasisStart(appArgs). Before answer, ;2 ending with cause C ends ;1 like
-   a failing phone with cause C (Dial BUSY/NOANSWER/CONGESTION...); ;1 ending (DELETE, timeout) ends ;2 with
-   ChannelHangupRequest(C). After answer either half ending ends the other with cause 16 (normal clearing).
+6. Local/exten@context/n: ;1 gets the given id, ;2 the id + "-2" (like otherChannelId). ;2 StasisStart(args=[],
+   Ring, caller = the originate's callerId), then Dial "" for ;1. ring(;2) -> ;1 Ringing + Dial RINGING;
+   answer(;2) -> ;1 Up, ;2 Up, Dial ANSWER, StasisStart(appArgs) (captured). Before answer, ;2 ending with
+   cause C ends ;1 like a failing phone with cause C (Dial BUSY/NOANSWER/CONGESTION...); ;1 ending (DELETE,
+   timeout) ends ;2 with ChannelHangupRequest(C). After answer either half ending ends the other with cause 16
+   (normal clearing).
 7. ChannelHangupRequest on a bridged, playing channel is followed by PlaybackFinished (state "done") before
    ChannelLeftBridge. stop_playback also reports "done". tone: media play until stopped.
 8. transfer_progress with no active REFER subscription (never referred, or already final): 204 and nothing
@@ -245,7 +253,14 @@ class FakeAsterisk:
     async def answer(self, channel_id: str) -> None:
         path = f"/channels/{channel_id}/answer"
         self._log("POST", path)
-        self._switch.answer(self._channel("POST", path, channel_id, stasis=True))
+        ch = self._channel("POST", path, channel_id, stasis=True)
+        if ch.local_half == 2:
+            # The answer crosses the Local pair's frame queue before either half reports Up: a REST call made
+            # at the same time (adding the callee to the bridge) is seen first (seed capture).
+            await asyncio.sleep(0)
+            if ch.id not in self._switch.channels:
+                raise CallGone("POST", path, 404, "Channel not found")
+        self._switch.answer(ch)
         await asyncio.sleep(0)
 
     async def ring(self, channel_id: str) -> None:

@@ -192,12 +192,15 @@ class Switch:
                 },
                 endpoint=endpoint,
                 in_stasis=True,
+                # Originating the pair subscribes the app to both halves: ;2's ChannelDestroyed reaches it too.
+                subscribed=True,
                 local_half=2,
                 local_peer=channel_id,
             )
         )
-        self._emit(self.events.dial(one, ""))
+        # 22.10.1 (tests/captures/seed.jsonl): ;2 enters Stasis before ;1's first Dial event.
         self._emit(self.events.stasis_start(two, []))
+        self._emit(self.events.dial(one, ""))
         self.later(one, timeout, self._dial_timed_out, one)
         return channel_json(one)
 
@@ -208,7 +211,7 @@ class Switch:
         self._emit(self.events.state_change(ch))
         self._emit(self.events.dial(ch, "RINGING"))
 
-    def _dial_answered(self, ch: FakeChannel) -> None:
+    def _dial_answered(self, ch: FakeChannel, also_up: FakeChannel | None = None) -> None:
         if not ch.dialing:
             return
         for handle in ch.timers:
@@ -217,6 +220,8 @@ class Switch:
         ch.dialing = False
         ch.state = "Up"
         self._emit(self.events.state_change(ch))
+        if also_up is not None:
+            self._emit(self.events.state_change(also_up))
         self._emit(self.events.dial(ch, "ANSWER"))
         ch.in_stasis = True
         ch.dialplan = {
@@ -230,8 +235,9 @@ class Switch:
     def _dial_failed(self, ch: FakeChannel, cause: int) -> None:
         if not ch.dialing:
             return
-        self._emit(self.events.dial(ch, dial_status(cause)))
+        # 22.10.1 (sandbox findings, uas_busy): the hangup request comes first, then the Dial status.
         self._emit(self.events.hangup_request(ch, cause))
+        self._emit(self.events.dial(ch, dial_status(cause)))
         self._teardown(ch, cause)
 
     def _dial_timed_out(self, ch: FakeChannel) -> None:
@@ -249,11 +255,13 @@ class Switch:
         if ch.state == "Up":
             return
         ch.state = "Up"
-        self._emit(self.events.state_change(ch))
         peer = self.local_peer(ch)
-        if peer is not None:
-            self._dial_answered(peer)
-        else:
+        if peer is not None and peer.dialing:
+            # Answering ;2: ;1 reports Up first, then ;2, then ;1's Dial ANSWER and StasisStart (seed capture).
+            self._dial_answered(peer, also_up=ch)
+            return
+        self._emit(self.events.state_change(ch))
+        if peer is None:
             self._phone_hangs_up_later(ch)
 
     def ring(self, ch: FakeChannel) -> None:
@@ -297,6 +305,10 @@ class Switch:
             ch.in_stasis = False
             if ch.app_args is not None:  # back in the originate's dial thread, as ChannelDestroyed shows
                 ch.dialplan = {**ch.dialplan, "app_name": "AppDial2", "app_data": "(Outgoing Line)"}
+            elif ch.subscribed:
+                # Back in the dialplan after Stasis(): its Hangup() is one more (soft) hangup request, cause 16
+                # whatever the channel's own cause (sandbox findings, Local busy: 16 there too).
+                self._emit(self.events.hangup_request(ch, 16, soft=True))
         sub = self.refers.get(ch.id)
         if sub is not None and not sub.terminated:
             # Asterisk itself NOTIFYs 503 and reports it as a ChannelTransfer with state channel_progress.
@@ -304,13 +316,17 @@ class Switch:
             sub.terminated = True
             if ch.subscribed:
                 self._emit(self.events.channel_transfer(sub.refer_to, self.referred_by(ch), "channel_progress"))
-        if ch.subscribed:
+        # An answered ;1 hung up takes its ;2 down first and is destroyed last (seed capture).
+        ends_pair_first = peer is not None and ch.local_half == 1 and not before_answer
+        if ch.subscribed and not ends_pair_first:
             self._emit(self.events.destroyed(ch, cause))
         del self.channels[ch.id]
         self.hangup_causes[ch.id] = cause
         if peer is not None:
             if not before_answer:
                 self._remote_hangup(peer, 16)
+                if ends_pair_first:
+                    self._emit(self.events.destroyed(ch, cause))
             elif peer.local_half == 1:
                 self._dial_failed(peer, cause)
             else:
@@ -393,6 +409,9 @@ class Switch:
         if sub is None or sub.terminated:
             self.stray_transfer_progress.append((ch.id, state))
             return
+        if not sub.notifies and state is not TransferState.PROGRESS:
+            # Asterisk always opens the subscription with a 100 Trying, even when the first state is final.
+            sub.notifies.append(TransferState.PROGRESS.sipfrag)
         sub.notifies.append(state.sipfrag)
         sub.terminated = state is not TransferState.PROGRESS
         self._emit(self.events.channel_transfer(sub.refer_to, self.referred_by(ch), state.value))

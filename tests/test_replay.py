@@ -1,0 +1,107 @@
+"""The seed flow on the fake Asterisk, event by event, against the stream a real Asterisk 22.10.1 sent.
+
+``tests/captures/seed.jsonl`` is the ``--event-log`` of the e2e seed test (Alice calls 1001 -> app:dial-bob,
+Bob REFERs 1002 -> app:refer dials 1002 -> app:dial-carol dials Carol, who answers; Alice hangs up). Here the
+real engine runs the same apps on the fake, driven the way the sipp phones behaved, and both streams are
+reduced to what the engine acts on: event type, the role of the channel (``alice``, ``bob``, ``carol``,
+``Local;1``, ``Local;2``), and the fields that matter (dial status, channel state, Stasis args, hangup cause,
+transfer state, playback state). Ids, names and timestamps are ignored.
+
+Regenerate the capture with ``RCML_RECAPTURE=1 scripts/test tests/e2e -k seed``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.config import NumberConfig
+from tests.rig import Rig
+
+CAPTURES = Path(__file__).resolve().parent / "captures"
+EXAMPLE_APPS = Path(__file__).resolve().parent.parent / "examples" / "apps"
+
+Step = tuple[str, ...]
+
+
+def role(channel: dict[str, Any]) -> str:
+    """``PJSIP/alice-00000001`` -> ``alice``; ``Local/1002@rcml-00000002;2`` -> ``Local;2``."""
+    name = channel["name"]
+    if name.startswith("Local/"):
+        return "Local;" + name.rsplit(";", 1)[1]
+    return name.split("/", 1)[1].rsplit("-", 1)[0]
+
+
+def step(event: dict[str, Any]) -> Step:
+    """One event as the engine sees it, without ids, names or times."""
+    kind = event["type"]
+    match kind:
+        case "StasisStart":
+            channel = event["channel"]
+            return (kind, role(channel), channel["state"], ",".join(event["args"]))
+        case "StasisEnd" | "ChannelEnteredBridge" | "ChannelLeftBridge":
+            return (kind, role(event["channel"]))
+        case "ChannelStateChange":
+            return (kind, role(event["channel"]), event["channel"]["state"])
+        case "Dial":
+            return (kind, role(event["peer"]), event["dialstatus"])
+        case "ChannelHangupRequest":
+            return (kind, role(event["channel"]), str(event.get("cause")), str(event.get("soft")))
+        case "ChannelDestroyed":
+            return (kind, role(event["channel"]), str(event["cause"]))
+        case "ChannelTransfer":
+            return (kind, role(event["referred_by"]["source_channel"]), str(event.get("state")))
+        case "PlaybackStarted" | "PlaybackFinished":
+            playback = event["playback"]
+            return (kind, playback["media_uri"], playback["state"])
+        case "BridgeDestroyed":
+            return (kind,)
+        case _:
+            return (kind, "?")
+
+
+def captured(name: str) -> list[Step]:
+    lines = (CAPTURES / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [step(json.loads(line)["event"]) for line in lines]
+
+
+@pytest.fixture
+async def seed_rig(tmp_path):
+    shutil.copytree(EXAMPLE_APPS, tmp_path, dirs_exist_ok=True)
+    numbers = (
+        NumberConfig(number="1001", voice_url="app:dial-bob", refer_url="app:refer"),
+        NumberConfig(number="1002", voice_url="app:dial-carol"),
+    )
+    async with Rig(tmp_path, numbers=numbers) as rig:
+        yield rig
+
+
+async def test_seed_flow_on_the_fake_replays_the_real_event_stream(seed_rig: Rig):
+    rig = seed_rig
+    # As the sipp phones did: Bob (bob_transferor.xml) answers at once, without 180; Carol (uas_answer.xml)
+    # rings, then answers.
+    rig.fake.phone("PJSIP/bob", answer_after=0.01, ring=False)
+    rig.fake.phone("PJSIP/carol", answer_after=0.05, ring=True)
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: rig.fake.bridged_with(alice))
+    bob = rig.channel_named("PJSIP/bob")
+    await rig.fake.settle()
+
+    assert await rig.fake.refer(bob, "1002") == 202
+    await rig.until(
+        lambda: (
+            bob not in rig.fake.channels
+            and any(rig.fake.name_of(c).startswith("PJSIP/carol") for c in rig.fake.channels)
+        )
+    )
+    await rig.fake.settle()
+    await rig.fake.phone_hangup(alice)
+    await rig.idle()
+    rig.fake.assert_nothing_leaked()
+
+    fake = [step(event) for event in rig.fake.event_log]
+    assert fake == captured("seed")
