@@ -60,6 +60,7 @@ class CallLeg:
         self.created = time.monotonic()
         self.answered_at: float | None = None
         self.bridge_id: str | None = None  # the bridge Asterisk last reported it in
+        self.hanging_up = False  # a hangup was asked for: asking again only earns a second request (or a 404)
         loop = asyncio.get_running_loop()
         self.up: asyncio.Future[None] = loop.create_future()
         self.ended: asyncio.Future[int] = loop.create_future()

@@ -224,9 +224,9 @@ class CallSession:
             if isinstance(outcome, Handover):
                 return
             reason = outcome.reason if isinstance(outcome, HangupCall) else "normal"
-            jobs = [self._hangup(leg, "normal") for leg in self.dial_legs.values() if leg is not self.transferor]
+            jobs = [self.hang_up(leg, "normal") for leg in self.dial_legs.values() if leg is not self.transferor]
             if self.leg is not self.transferor:
-                jobs.append(self._hangup(self.leg, reason))
+                jobs.append(self.hang_up(self.leg, reason))
             await asyncio.gather(*jobs)
             if self.bridge_id is not None:
                 bridge_id, self.bridge_id = self.bridge_id, None
@@ -239,12 +239,15 @@ class CallSession:
         finally:
             self.services.on_session_end(self)
 
-    async def _hangup(self, leg: CallLeg, reason: HangupReason) -> None:
-        if leg.is_gone:
+    async def hang_up(self, leg: CallLeg, reason: HangupReason = "normal") -> None:
+        """Hang a leg up once, whoever asks first; a leg already gone is a normal case."""
+        if leg.is_gone or leg.hanging_up:
             return
+        leg.hanging_up = True
         try:
             await self.ari.hangup(leg.id, reason)
         except CallGone:
             leg.set_state(LegState.GONE, "already gone")
         except StasisRcmlError as exc:
+            leg.hanging_up = False
             log.warning("could not hang up %s: %s", leg.channel.name or leg.id, exc)

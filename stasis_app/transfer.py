@@ -111,7 +111,7 @@ class TransferHandler:
             if owned and not transferor.is_gone:
                 # A final NOTIFY first, then the hangup: the other order makes Asterisk NOTIFY 503 itself.
                 await self._post(transferor.id, final)
-                await self._hangup(transferor)
+                await session.hang_up(transferor)
 
     def _give_back(self, session: CallSession, transferor: CallLeg, transferee: CallLeg) -> bool:
         """A declined REFER leaves the call as it was, if both parties are still in it."""
@@ -157,11 +157,3 @@ class TransferHandler:
             log.debug("transfer_progress %s on %s: transferor already gone", state.value, channel_id)
         except AriError as exc:
             log.warning("transfer_progress %s on %s failed: %s", state.value, channel_id, exc)
-
-    async def _hangup(self, leg: CallLeg) -> None:
-        try:
-            await self.engine.services.ari.hangup(leg.id, "normal")
-        except CallGone:
-            pass
-        except AriError as exc:
-            log.warning("could not hang up transferor %s: %s", leg.channel.name or leg.id, exc)

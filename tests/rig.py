@@ -108,6 +108,11 @@ class Rig:
         await self.until(lambda: not self.engine.sessions and not self.engine.legs, timeout)
         await self.fake.settle()
 
+    def assert_each_hangup_asked_once(self) -> None:
+        """No channel got two DELETEs: a second one is a wasted request, or a 404 for a channel already gone."""
+        deletes = [path for method, path, _params in self.fake.rest_log if method == "DELETE" and "/channels/" in path]
+        assert len(deletes) == len(set(deletes)), sorted(deletes)
+
     def channel_named(self, prefix: str) -> str:
         """The id of the live channel whose name starts with ``prefix`` (e.g. ``PJSIP/bob``)."""
         found = [cid for cid, channel in self.fake.channels.items() if channel.name.startswith(prefix)]

@@ -35,7 +35,8 @@ def rest_answer(path: str) -> Any:
 
 @pytest.fixture
 async def ari() -> AsyncIterator[AriClient]:
-    async with AriClient(SETTINGS) as client:
+    # httpx's own transport, which respx intercepts; the lean transport has tests of its own against a real server.
+    async with AriClient(SETTINGS, transport=httpx.AsyncHTTPTransport()) as client:
         yield client
 
 

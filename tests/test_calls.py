@@ -51,6 +51,7 @@ async def test_answered_dial_then_alice_hangs_up(rig):
 
     assert rig.fake.hangup_causes[bob] == 16  # Bob got a normal BYE
     assert rig.web.paths() == ["/1001.xml"]  # no action, nothing else requested
+    rig.assert_each_hangup_asked_once()
     rig.fake.assert_nothing_leaked()
 
 

@@ -7,6 +7,11 @@ reduced to what the engine acts on: event type, the role of the channel (``alice
 ``Local;1``, ``Local;2``), and the fields that matter (dial status, channel state, Stasis args, hangup cause,
 transfer state, playback state). Ids, names and timestamps are ignored.
 
+Each channel's own events come in a fixed order, and that order must match exactly; how the events of different
+channels interleave depends on timing (two recaptures of the same flow interleave a Local channel's ``Dial`` and
+its partner's ``StasisStart`` differently), so across channels only the causal milestones of a transfer are
+compared in order.
+
 Regenerate the capture with ``RCML_RECAPTURE=1 scripts/test tests/e2e -k seed``.
 """
 
@@ -104,4 +109,49 @@ async def test_seed_flow_on_the_fake_replays_the_real_event_stream(seed_rig: Rig
     rig.fake.assert_nothing_leaked()
 
     fake = [step(event) for event in rig.fake.event_log]
-    assert fake == captured("seed")
+    real = captured("seed")
+    assert by_channel(fake) == by_channel(real)
+    assert milestones(fake) == milestones(real)
+
+
+def by_channel(steps: list[Step]) -> dict[str, list[Step]]:
+    """Each channel role's events in order; playbacks and bridges under their own keys."""
+    grouped: dict[str, list[Step]] = {}
+    for one in steps:
+        key = {"PlaybackStarted": "playback", "PlaybackFinished": "playback", "BridgeDestroyed": "bridges"}.get(one[0])
+        key = key or one[1]
+        grouped.setdefault(key, []).append(one)
+    return {key: _ringing_first(seq) for key, seq in grouped.items()}
+
+
+def _ringing_first(seq: list[Step]) -> list[Step]:
+    """Asterisk raises a leg's ``Dial RINGING`` and its ``ChannelStateChange Ringing`` from two threads: their
+    order differs from run to run, so the pair is compared in one fixed order."""
+    out = list(seq)
+    for index in range(len(out) - 1):
+        first, second = out[index], out[index + 1]
+        if (first[0], *first[2:]) == ("Dial", "RINGING") and (second[0], *second[2:]) == (
+            "ChannelStateChange",
+            "Ringing",
+        ):
+            out[index], out[index + 1] = second, first
+    return out
+
+
+MILESTONES = {
+    ("StasisStart", "alice", "Ring", ""),
+    ("StasisStart", "bob", "Up", "dial"),
+    ("ChannelTransfer", "bob", "None"),
+    ("ChannelTransfer", "bob", "channel_progress"),
+    ("StasisStart", "Local;2", "Ring", ""),
+    ("StasisStart", "carol", "Up", "dial"),
+    ("StasisStart", "Local;1", "Up", "dial"),
+    ("ChannelTransfer", "bob", "channel_answered"),
+    ("StasisEnd", "bob"),
+    ("StasisEnd", "alice"),
+}
+
+
+def milestones(steps: list[Step]) -> list[Step]:
+    """The steps whose order is causal: the call, the REFER, the target answering, the final NOTIFY, the end."""
+    return [one for one in steps if one in MILESTONES]

@@ -97,6 +97,7 @@ async def test_seed_flow_bob_transfers_alice_to_1002_and_carol_answers(rig):
     carol = rig.channel_named("PJSIP/carol")
     assert rig.fake.name_of(next(iter(rig.fake.bridged_with(carol)))).endswith(";2")
     await hang_up_everyone(rig)
+    rig.assert_each_hangup_asked_once()
 
 
 async def test_seed_flow_with_a_local_refer_app(tmp_path):

@@ -1,6 +1,7 @@
 """A thin, typed asyncio ARI client: the REST calls of :class:`AsteriskApi` plus the event websocket.
 
-One shared ``httpx.AsyncClient`` (keep-alive, no proxy from the environment) serves every REST call; the event
+One shared ``httpx.AsyncClient`` (keep-alive, no proxy from the environment, on the lean transport of
+:mod:`stasis_app.ari.transport`) serves every REST call; the event
 websocket lives in :mod:`stasis_app.ari.events`. The password only ever travels in an ``Authorization``
 header: it is in no URL, log line or error message.
 """
@@ -8,10 +9,11 @@ header: it is in no URL, log line or error message.
 from __future__ import annotations
 
 import base64
+import json as json_module
 import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 from pydantic import TypeAdapter
@@ -20,6 +22,7 @@ from models.ari import HANDLED_EVENT_TYPES, Bridge, Channel, TransferState
 from models.config import AriSettings
 from stasis_app.ari.events import Backoff, EventSink, EventStream, StreamState
 from stasis_app.ari.protocol import AsteriskApi, EventHandler, HangupReason
+from stasis_app.ari.transport import AsteriskTransport
 from stasis_app.errors import AriError, CallGone
 
 __all__ = ["AriClient"]
@@ -32,6 +35,8 @@ _TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 # Idle sockets are dropped after 5 s, well before Asterisk's http.conf session_keep_alive (15 s by default),
 # so a request never goes out on a socket Asterisk is closing.
 _LIMITS = httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=5.0)
+
+_EXTENSIONS = {"timeout": _TIMEOUT.as_dict()}
 
 _CHANNELS: TypeAdapter[list[Channel]] = TypeAdapter(list[Channel])
 _BRIDGES: TypeAdapter[list[Bridge]] = TypeAdapter(list[Bridge])
@@ -63,6 +68,16 @@ class AriClient:
         token = base64.b64encode(f"{settings.username}:{settings.password}".encode()).decode("ascii")
         auth = {"Authorization": f"Basic {token}"}
         base = f"{settings.url}/ari"
+        self._base = base
+        # Plain-HTTP Asterisk: requests go straight to our keep-alive transport, skipping the client's
+        # per-request middleware (auth flow, cookies, redirects, hooks) that ARI never needs and that costs more
+        # CPU than the request itself. Anything else (TLS, a test transport) goes through the client.
+        self._lean = _lean_transport(settings.url) if transport is None else None
+        if self._lean is not None:
+            transport = self._lean
+        host = urlsplit(settings.url).netloc
+        self._headers = httpx.Headers({"Host": host, "Accept": "application/json", **auth})
+        self._json_headers = httpx.Headers({**self._headers, "Content-Type": "application/json"})
         # trust_env=False: no HTTP(S)_PROXY/ALL_PROXY, no .netrc; Asterisk is always reached directly. The
         # header is set once on the client instead of an auth flow run per request.
         self._http = httpx.AsyncClient(
@@ -133,8 +148,17 @@ class AriClient:
         json: Any = None,
     ) -> httpx.Response:
         """Send one request; a 404 raises CallGone, any other error status or failure AriError."""
+        url = f"{self._base}{path}?{urlencode(params)}" if params else f"{self._base}{path}"
+        content = _json_bytes(json) if json is not None else None
+        headers = self._headers if content is None else self._json_headers
+        request = httpx.Request(method, url, headers=headers, content=content, extensions=_EXTENSIONS)
         try:
-            response = await self._http.request(method, path, params=params, json=json)
+            if self._lean is not None:
+                if self._http.is_closed:
+                    raise RuntimeError("the client is closed")
+                response = await self._lean.handle_async_request(request)
+            else:
+                response = await self._http.send(request)
         except httpx.TimeoutException as exc:
             raise AriError(method, path, None, self._scrub(f"timed out ({type(exc).__name__})")) from None
         except httpx.HTTPError as exc:
@@ -234,6 +258,18 @@ class AriClient:
         """``GET /asterisk/info``: build, system (``version``), config and status, for start-up checks."""
         info: dict[str, Any] = (await self._request("GET", "/asterisk/info")).json()
         return info
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json_module.dumps(value, separators=(",", ":")).encode()
+
+
+def _lean_transport(url: str) -> httpx.AsyncBaseTransport | None:
+    """Our keep-alive transport for plain-HTTP Asterisk; None (httpx's own) for anything else, such as TLS."""
+    parsed = urlsplit(url)
+    if parsed.scheme != "http" or not parsed.hostname:
+        return None
+    return AsteriskTransport(parsed.hostname, parsed.port or 80, keepalive_expiry=_LIMITS.keepalive_expiry or 5.0)
 
 
 def _error_message(response: httpx.Response) -> str:

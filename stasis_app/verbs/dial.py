@@ -6,12 +6,13 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.ari import Channel
 from models.rcml import Dial, Sip
-from stasis_app.errors import AriError, CallGone, MarkupError, WebhookError
+from stasis_app.errors import AriError, MarkupError, WebhookError
 from stasis_app.legs import CallLeg, LegRole, LegState, Party
 from stasis_app.routing import UnsafeTarget, dial_string, noun_label
 from stasis_app.verbs.base import HangupCall, Next, Outcome, Replace
@@ -120,7 +121,7 @@ class _DialAttempt:
         # Whoever the Dial runs for is the calling party: Alice, or Bob when a transfer runs on his leg.
         caller_id = self.verb.caller_id or caller.label
         caller_name = caller.party.caller_name if caller.role is LegRole.INBOUND else caller.label
-        jobs = [call.ensure_bridge(), self._start_ringback()]
+        jobs: list[Coroutine[Any, Any, Any]] = []
         for noun in self.verb.nouns:
             try:
                 endpoint = dial_string(call.settings, noun)
@@ -134,8 +135,8 @@ class _DialAttempt:
             call.adopt(leg)  # before originating: its first events may arrive before the REST answer
             self.legs.append(leg)
             jobs.append(self._originate(leg, endpoint, _caller_id(caller_name, caller_id)))
-        # Independent REST calls go out together: bridge, ringback and every originate.
-        await asyncio.gather(*jobs)
+        # Independent REST calls go out together, the originates first: the INVITE is what someone waits for.
+        await asyncio.gather(*jobs, call.ensure_bridge(), self._start_ringback())
         return await self._first_answer()
 
     async def _originate(self, leg: CallLeg, endpoint: str, caller_id: str) -> None:
@@ -176,13 +177,7 @@ class _DialAttempt:
 
     async def _hangup_losers(self, winner: CallLeg | None) -> None:
         losers = [leg for leg in self.legs if leg is not winner and not leg.is_gone]
-        await asyncio.gather(*(self._hangup(leg) for leg in losers))
-
-    async def _hangup(self, leg: CallLeg) -> None:
-        try:
-            await self.call.ari.hangup(leg.id, "normal")
-        except CallGone:
-            leg.set_state(LegState.GONE, "already gone")
+        await asyncio.gather(*(self.call.hang_up(leg) for leg in losers))
 
     async def _start_ringback(self) -> None:
         caller = self.call.leg
@@ -239,7 +234,7 @@ class _DialAttempt:
             call.peer = None
             call.close_interrupt()
         if not winner.is_gone:
-            await self._hangup(winner)
+            await self.call.hang_up(winner)
         duration = round(time.monotonic() - (winner.answered_at or time.monotonic()))
         return DialResult("completed", winner.call_sid, duration, ring_duration)
 
