@@ -113,6 +113,7 @@ async def test_originate_sends_query_and_variables_and_parses_channel(ari, mock)
         caller_id='"alice" <alice>',
         timeout=25,
         variables={"CALLERID(name)": "alice", "X_SID": "CA1"},
+        originator="1795497502.3",
     )
 
     request = route.calls.last.request
@@ -123,6 +124,7 @@ async def test_originate_sends_query_and_variables_and_parses_channel(ari, mock)
         "channelId": "rig-bob-7019094a",
         "callerId": '"alice" <alice>',
         "timeout": "25",
+        "originator": "1795497502.3",
     }
     assert json.loads(request.content) == {"variables": {"CALLERID(name)": "alice", "X_SID": "CA1"}}
     assert isinstance(channel, Channel)

@@ -199,6 +199,7 @@ class AriClient:
         caller_id: str | None = None,
         timeout: int = 30,
         variables: dict[str, str] | None = None,
+        originator: str | None = None,
     ) -> Channel:
         """Dial ``endpoint`` into this Stasis app; the new channel sends ``StasisStart`` when it answers."""
         params = {
@@ -210,6 +211,8 @@ class AriClient:
         }
         if caller_id is not None:
             params["callerId"] = caller_id
+        if originator is not None:
+            params["originator"] = originator
         body = {"variables": variables} if variables else None
         response = await self._request("POST", "/channels", params=params, json=body)
         return Channel.model_validate_json(response.content)

@@ -52,8 +52,12 @@ class AsteriskApi(Protocol):
         caller_id: str | None = None,
         timeout: int = 30,
         variables: dict[str, str] | None = None,
+        originator: str | None = None,
     ) -> Channel:
-        """Dial ``endpoint``; the new channel enters this Stasis app (``StasisStart``) when it answers."""
+        """Dial ``endpoint``; the new channel enters this Stasis app (``StasisStart``) when it answers.
+
+        ``originator`` is the channel on whose behalf it is dialed: the new channel takes its codecs from it, so a
+        Local channel into one of our own numbers speaks the caller's ulaw instead of slin192."""
 
     async def create_bridge(self, bridge_id: str, name: str) -> Bridge:
         """Create a mixing bridge with a chosen id."""

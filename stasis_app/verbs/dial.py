@@ -147,6 +147,7 @@ class _DialAttempt:
                 app_args="dial",
                 caller_id=caller_id,
                 timeout=self.verb.timeout + _ORIGINATE_GRACE_S,
+                originator=self.call.leg.id,
             )
         except AriError as exc:
             log.warning("number %s: cannot dial %s: %s", self.call.number.number, endpoint, exc.reason)

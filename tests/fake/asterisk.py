@@ -287,6 +287,7 @@ class FakeAsterisk:
         caller_id: str | None = None,
         timeout: int = 30,
         variables: dict[str, str] | None = None,
+        originator: str | None = None,
     ) -> Channel:
         params: dict[str, Any] = {
             "endpoint": endpoint,
@@ -297,6 +298,8 @@ class FakeAsterisk:
         if caller_id is not None:
             params["callerId"] = caller_id
         params["timeout"] = str(timeout)
+        if originator is not None:
+            params["originator"] = originator
         if variables:
             params["variables"] = dict(variables)
         self._log("POST", "/channels", params)
