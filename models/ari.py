@@ -316,7 +316,7 @@ AriEvent = Annotated[
 ]
 """Every ARI event as one union, discriminated on ``type``; unknown types become :class:`UnknownEvent`."""
 
-_EVENT_ADAPTER: TypeAdapter[AriEvent] = TypeAdapter(AriEvent)  # type: ignore[arg-type]  # Annotated union
+_EVENT_ADAPTER: TypeAdapter[AriEvent] = TypeAdapter(AriEvent)
 
 # Event types the engine acts on; the ARI client asks Asterisk to send only these (eventFilter).
 HANDLED_EVENT_TYPES: tuple[str, ...] = tuple(_KNOWN)
