@@ -233,7 +233,8 @@ async def test_refer_to_a_tel_uri_gets_400_and_the_call_goes_on(
 
 async def test_refer_sub_false(sandbox: Sandbox, rcml: RcmlProcess, phones: Phones, web: WebApp):
     if sandbox.version_tuple < (22, 11, 0):
-        pytest.skip(f"Asterisk {sandbox.version} crashes on Refer-Sub: false (issue #2021, fixed in 22.11.0)")
+        # An expected failure that is not run: the REFER would crash the Asterisk every other test shares.
+        pytest.xfail(f"Asterisk {sandbox.version} crashes on Refer-Sub: false (issue #2021, fixed in 22.11.0)")
     serve_seed_apps(web)
     rcml.capture = "refer_sub_false"
     rcml.start(http_numbers(web))
