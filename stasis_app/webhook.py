@@ -131,7 +131,7 @@ class Webhooks:
         The document's ``source`` is the resolved URL: pass it as ``base`` for the URLs it contains.
         """
         started = time.monotonic()
-        log.debug("%s %s %s", method, url, dict(params))
+        log.debug("%s %s %s", method, url, params)  # formatted only when DEBUG is on
         target = url
         try:
             target = resolve_url(url, base)
