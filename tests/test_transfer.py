@@ -327,3 +327,19 @@ async def test_refer_app_without_a_dial_counts_as_answered_once_it_starts(rig):
     assert rig.fake.notifies[bob] == [100, 200]
     assert rig.fake.played[alice] == ["sound:goodbye"]
     rig.fake.assert_nothing_leaked()
+
+
+async def test_bob_as_transferee_hangs_up_while_the_target_rings(rig):
+    rig.web.xml("/refer.xml", "<Response><Dial><Client>carol</Client></Dial></Response>")
+    rig.fake.phone("PJSIP/carol", answer_after=None)
+    alice, bob = await connected(rig)
+
+    await rig.fake.refer(alice, "carol")
+    await rig.until(lambda: any(c.name.startswith("PJSIP/carol") for c in rig.fake.channels.values()))
+    await rig.fake.phone_hangup(bob)
+    await rig.idle()
+
+    assert rig.fake.notifies[alice] == [100, 503]
+    assert progress_states(rig, alice) == ["channel_progress", "channel_unavailable"]
+    rig.assert_each_hangup_asked_once()
+    rig.fake.assert_nothing_leaked()
