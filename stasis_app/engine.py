@@ -167,17 +167,26 @@ class Engine:
         """After a reconnect, re-read what Asterisk has: ARI does not replay the events we missed."""
         if not reconnect or not self.legs:
             return
+        ari = self.services.ari
         try:
-            channels = {channel.id: channel for channel in await self.services.ari.list_channels()}
+            listed_channels, listed_bridges = await asyncio.gather(ari.list_channels(), ari.list_bridges())
         except AriError as exc:
-            log.warning("could not re-read channels after reconnecting: %s", exc)
+            log.warning("could not re-read channels and bridges after reconnecting: %s", exc)
             return
+        channels = {channel.id: channel for channel in listed_channels}
+        bridges = {bridge.id: bridge for bridge in listed_bridges}
         gone = [leg_id for leg_id in self.legs if leg_id not in channels]
         for leg_id in gone:
             self._gone(leg_id, None, "gone while the event stream was down")
         for leg_id, leg in list(self.legs.items()):
             if leg.role is LegRole.DIALED and channels[leg_id].state == "Up" and not leg.is_up:
                 leg.set_state(LegState.UP, "answered while the event stream was down")
+            bridge = bridges.get(leg.bridge_id or "")
+            if leg.bridge_id is not None and (bridge is None or leg_id not in bridge.channels):
+                leg.bridge_id = None
+        for session in {id(s): s for s in self.owner.values()}.values():
+            if session.bridge_id is not None and session.bridge_id not in bridges:
+                session.bridge_id = None  # destroyed meanwhile: the next Dial makes a new one
         log.info("event stream back: %d calls, %d legs ended meanwhile", len(self.sessions), len(gone))
 
     async def close(self, timeout: float = 5.0) -> None:

@@ -80,3 +80,20 @@ async def test_unknown_event_types_are_ignored(rig):
     await rig.fake.phone_hangup(alice)
     await rig.idle()
     rig.fake.assert_nothing_leaked()
+
+
+async def test_a_bridge_destroyed_while_the_event_stream_was_down_is_forgotten(rig):
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: rig.fake.bridged_with(alice))
+    bridge = rig.fake.in_bridge(alice)
+    session = rig.engine.owner[alice]
+
+    rig.fake.disconnect()
+    await rig.fake.destroy_bridge(bridge)  # someone else's doing
+    await rig.fake.reconnect()
+
+    assert session.bridge_id is None
+    assert rig.engine.legs[alice].bridge_id is None
+    await rig.fake.phone_hangup(alice)
+    await rig.idle()
+    rig.fake.assert_nothing_leaked()
