@@ -152,10 +152,10 @@ class AriClient:
         content = _json_bytes(json) if json is not None else None
         headers = self._headers if content is None else self._json_headers
         request = httpx.Request(method, url, headers=headers, content=content, extensions=_EXTENSIONS)
+        if self._http.is_closed:
+            raise AriError(method, path, None, "the ARI client is closed")
         try:
             if self._lean is not None:
-                if self._http.is_closed:
-                    raise RuntimeError("the client is closed")
                 response = await self._lean.handle_async_request(request)
             else:
                 response = await self._http.send(request)
@@ -164,10 +164,6 @@ class AriClient:
         except httpx.HTTPError as exc:
             reason = self._scrub(f"cannot reach Asterisk: {_first_line(exc)}")
             raise AriError(method, path, None, reason) from None
-        except RuntimeError:
-            if self._http.is_closed:
-                raise AriError(method, path, None, "the ARI client is closed") from None
-            raise
         if response.status_code >= 400:
             message = self._scrub(_error_message(response))
             error = CallGone if response.status_code == 404 else AriError
