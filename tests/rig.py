@@ -84,7 +84,7 @@ class Rig:
         self.web = WebApp()
         self.fake = FakeAsterisk()
         self.webhooks = Webhooks(self.settings, transport=self.web.transport)
-        self.engine = Engine(self.fake, self.webhooks, self.settings)
+        self.engine = Engine(self.fake.api, self.webhooks, self.settings)
 
     async def __aenter__(self) -> Rig:
         self.fake.attach(self.engine)

@@ -198,7 +198,7 @@ async def test_404_raises_call_gone_with_asterisks_message(ari, mock):
     ("status", "message"),
     [
         (400, "Invalid transfer state"),
-        (409, "Channel not in Stasis application"),
+        (409, "Channel is already bridged"),
         (500, "Allocation failed"),
     ],
 )
@@ -212,6 +212,24 @@ async def test_error_status_raises_ari_error_with_asterisks_message(ari, mock, s
     assert caught.value.status == status
     assert caught.value.reason == message
     assert str(caught.value) == f"ARI POST /channels/c1/answer -> {status} {message}"
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (404, "Channel not found"),
+        (400, "Channel not found"),  # addChannel / removeChannel naming a channel that is gone
+        (409, "Channel not in Stasis application"),  # hanging up: it left Stasis
+        (422, "Channel not in Stasis application"),
+    ],
+)
+async def test_every_way_asterisk_says_gone_is_call_gone(ari, mock, status, message):
+    mock.post("/channels/c1/answer").respond(status, json={"message": message})
+
+    with pytest.raises(CallGone) as caught:
+        await ari.answer("c1")
+
+    assert (caught.value.status, caught.value.reason) == (status, message)
 
 
 async def test_error_without_json_body_gives_the_reason_phrase(ari, mock):

@@ -1,12 +1,14 @@
-"""The lean HTTP/1.1 transport under httpx, against a real local server that answers as Asterisk does."""
+"""The lean HTTP/1.1 transport, against a real local server that answers as Asterisk does."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
+from stasis_app.ari.protocol import TransportError
 from stasis_app.ari.transport import AsteriskTransport
 
 
@@ -57,70 +59,74 @@ NO_CONTENT = b"HTTP/1.1 204 No Content\r\nServer: Asterisk\r\nContent-Length: 0\
 JSON = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"id":"b1"}'
 
 
-def client(server: Server, **kwargs) -> httpx.AsyncClient:
-    transport = AsteriskTransport("127.0.0.1", server.port, **kwargs)
-    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}/ari", transport=transport)
+@contextlib.asynccontextmanager
+async def transport(server: Server, **kwargs) -> AsyncIterator[AsteriskTransport]:
+    ari = AsteriskTransport("127.0.0.1", server.port, headers={"Authorization": "Basic eA=="}, **kwargs)
+    try:
+        yield ari
+    finally:
+        await ari.aclose()
 
 
 async def test_requests_share_one_kept_alive_connection():
-    async with Server(NO_CONTENT, JSON) as server, client(server) as http:
-        first = await http.post("/channels/c1/answer")
-        second = await http.post("/bridges/b1", params={"type": "mixing"}, json={"variables": {"A": "1"}})
+    async with Server(NO_CONTENT, JSON) as server, transport(server) as ari:
+        first = await ari.request("POST", "/channels/c1/answer")
+        second = await ari.request("POST", "/bridges/b1", {"type": "mixing"}, b'{"variables":{"A":"1"}}')
 
-    assert first.status_code == 204
-    assert second.json() == {"id": "b1"}
+    assert first == (204, b"")
+    assert second == (200, b'{"id":"b1"}')
     assert server.connections == 1
     assert server.requests[0].startswith(b"POST /ari/channels/c1/answer HTTP/1.1\r\n")
     assert b"Content-Length: 0\r\n" in server.requests[0]
+    assert b"Authorization: Basic eA==\r\n" in server.requests[0]
     assert server.requests[1].startswith(b"POST /ari/bridges/b1?type=mixing HTTP/1.1\r\n")
+    assert b"Content-Type: application/json\r\n" in server.requests[1]
     assert server.requests[1].endswith(b'{"variables":{"A":"1"}}')
 
 
 async def test_a_connection_the_server_closed_is_replaced_transparently():
-    async with Server(NO_CONTENT, NO_CONTENT, close_after_each=True) as server, client(server) as http:
-        await http.post("/channels/c1/answer")
+    async with Server(NO_CONTENT, NO_CONTENT, close_after_each=True) as server, transport(server) as ari:
+        await ari.request("POST", "/channels/c1/answer")
         await asyncio.sleep(0.05)  # the server's close reaches us while the connection sits idle
-        response = await http.post("/channels/c1/ring")
+        status, _ = await ari.request("POST", "/channels/c1/ring")
 
-    assert response.status_code == 204
+    assert status == 204
     assert server.connections == 2
     assert len(server.requests) == 2
 
 
 async def test_an_idle_connection_past_its_expiry_is_not_reused():
-    async with Server(NO_CONTENT, NO_CONTENT) as server, client(server, keepalive_expiry=0.01) as http:
-        await http.post("/a")
+    async with Server(NO_CONTENT, NO_CONTENT) as server, transport(server, keepalive_expiry=0.01) as ari:
+        await ari.request("POST", "/a")
         await asyncio.sleep(0.03)
-        await http.post("/b")
+        await ari.request("POST", "/b")
     assert server.connections == 2
 
 
 async def test_chunked_and_close_delimited_bodies():
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n[1,2\r\n2\r\n,3\r\n1\r\n]\r\n0\r\n\r\n"
-    async with Server(chunked) as server, client(server) as http:
-        assert (await http.get("/channels")).json() == [1, 2, 3]
+    async with Server(chunked) as server, transport(server) as ari:
+        assert await ari.request("GET", "/channels") == (200, b"[1,2,3]")
     until_close = b"HTTP/1.0 200 OK\r\n\r\n[]"
-    async with Server(until_close, close_after_each=True) as server, client(server) as http:
-        assert (await http.get("/bridges")).json() == []
+    async with Server(until_close, close_after_each=True) as server, transport(server) as ari:
+        assert await ari.request("GET", "/bridges") == (200, b"[]")
 
 
 async def test_a_slow_answer_times_out():
-    async with Server(NO_CONTENT, delay=0.5) as server, client(server) as http:
-        with pytest.raises(httpx.ReadTimeout):
-            await http.post("/channels/c1/answer", timeout=0.05)
+    async with Server(NO_CONTENT, delay=0.5) as server, transport(server, timeout=0.05) as ari:
+        with pytest.raises(TransportError, match="timed out"):
+            await ari.request("POST", "/channels/c1/answer")
 
 
-async def test_nobody_listening_is_a_connect_error():
+async def test_nobody_listening_is_a_transport_error():
     async with Server() as server:
         port = server.port
-    transport = AsteriskTransport("127.0.0.1", port)
-    async with httpx.AsyncClient(transport=transport) as http:
-        with pytest.raises(httpx.ConnectError):
-            await http.post(f"http://127.0.0.1:{port}/ari/channels")
+    with pytest.raises(TransportError, match="cannot reach Asterisk"):
+        await AsteriskTransport("127.0.0.1", port).request("POST", "/channels")
 
 
 async def test_closed_transport_refuses():
-    transport = AsteriskTransport("127.0.0.1", 9)
-    await transport.aclose()
-    with pytest.raises(RuntimeError, match="closed"):
-        await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
+    ari = AsteriskTransport("127.0.0.1", 9)
+    await ari.aclose()
+    with pytest.raises(TransportError, match="closed"):
+        await ari.request("GET", "/")

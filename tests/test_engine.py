@@ -68,7 +68,7 @@ async def test_close_ends_every_call_it_runs(rig):
 async def test_a_channel_of_an_earlier_run_is_hung_up(rig):
     rig.fake.phone("PJSIP/dave", answer_after=0.01)
     # Dialed by a previous run of the app (args "dial"), answered after a restart: nobody owns it.
-    await rig.fake.originate(endpoint="PJSIP/dave", channel_id="old-run-leg", app_args="dial")
+    await rig.fake.api.originate(endpoint="PJSIP/dave", channel_id="old-run-leg", app_args="dial")
     await rig.until(lambda: "old-run-leg" not in rig.fake.channels)
     rig.fake.assert_nothing_leaked()
 
@@ -89,7 +89,7 @@ async def test_a_bridge_destroyed_while_the_event_stream_was_down_is_forgotten(r
     session = rig.engine.owner[alice]
 
     rig.fake.disconnect()
-    await rig.fake.destroy_bridge(bridge)  # someone else's doing
+    await rig.fake.api.destroy_bridge(bridge)  # someone else's doing
     await rig.fake.reconnect()
 
     assert session.bridge_id is None

@@ -113,12 +113,12 @@ async def alice_talks_to_bob(fake: FakeAsterisk, recorder: Recorder) -> tuple[st
     """Alice calls 1001; the app answers, bridges her, dials Bob, who answers at once, and bridges him."""
     fake.phone("PJSIP/bob", ring=False, answer_after=0)
     alice = await fake.call_in("alice", "1001")
-    await fake.answer(alice)
-    await fake.create_bridge("call-1", "rcml-call")
-    await fake.add_to_bridge("call-1", alice)
-    await fake.originate(endpoint="PJSIP/bob", channel_id="bob-1", app_args="dialed", caller_id='"alice" <alice>')
+    await fake.api.answer(alice)
+    await fake.api.create_bridge("call-1", "rcml-call")
+    await fake.api.add_to_bridge("call-1", alice)
+    await fake.api.originate(endpoint="PJSIP/bob", channel_id="bob-1", app_args="dialed", caller_id='"alice" <alice>')
     await fake.wait_for(lambda: any(e.channel.id == "bob-1" for e in recorder.of(StasisStart)))
-    await fake.add_to_bridge("call-1", "bob-1")
+    await fake.api.add_to_bridge("call-1", "bob-1")
     await fake.settle()
     return alice, "bob-1"
 
@@ -164,8 +164,8 @@ async def test_hangups_follow_the_trace(fake: FakeAsterisk, recorder: Recorder):
     recorder.events.clear()
 
     await fake.phone_hangup(alice)
-    await fake.hangup(bob)
-    await fake.destroy_bridge("call-1")
+    await fake.api.hangup(bob)
+    await fake.api.destroy_bridge("call-1")
     await fake.settle()
 
     # summary_after-answer.txt lines 104-123: an inbound channel's ChannelDestroyed never reaches the app
@@ -188,7 +188,7 @@ async def test_hangups_follow_the_trace(fake: FakeAsterisk, recorder: Recorder):
 async def test_every_event_is_shaped_like_asterisks(fake: FakeAsterisk, recorder: Recorder):
     _, bob = await alice_talks_to_bob(fake, recorder)
     await fake.refer(bob, "carol")
-    await fake.hangup(bob)
+    await fake.api.hangup(bob)
     await fake.settle()
 
     for raw in fake.event_log:
@@ -204,7 +204,7 @@ async def test_every_event_is_shaped_like_asterisks(fake: FakeAsterisk, recorder
 async def test_busy_phone(fake: FakeAsterisk, recorder: Recorder):
     fake.phone("PJSIP/carol", busy=True)
 
-    await fake.originate(endpoint="PJSIP/carol", channel_id="carol-1", app_args="dialed")
+    await fake.api.originate(endpoint="PJSIP/carol", channel_id="carol-1", app_args="dialed")
     await fake.wait_for(lambda: "carol-1" not in fake.channels)
     await fake.settle()
 
@@ -223,7 +223,7 @@ async def test_phone_that_never_answers_times_out(fake: FakeAsterisk, recorder: 
     fake.phone("PJSIP/bob", answer_after=None)
     fake.timeout_scale = 0.01
 
-    channel = await fake.originate(endpoint="PJSIP/bob", channel_id="bob-1", app_args="", timeout=5)
+    channel = await fake.api.originate(endpoint="PJSIP/bob", channel_id="bob-1", app_args="", timeout=5)
     assert channel.state == "Down"
     await fake.wait_for(lambda: "bob-1" not in fake.channels)
     await fake.settle()
@@ -244,9 +244,9 @@ async def test_phone_that_never_answers_times_out(fake: FakeAsterisk, recorder: 
 
 async def test_app_cancels_a_ringing_leg(fake: FakeAsterisk, recorder: Recorder):
     fake.phone("PJSIP/bob", answer_after=None)
-    await fake.originate(endpoint="PJSIP/bob", channel_id="bob-1", app_args="")
+    await fake.api.originate(endpoint="PJSIP/bob", channel_id="bob-1", app_args="")
 
-    await fake.hangup("bob-1")
+    await fake.api.hangup("bob-1")
     await fake.settle()
 
     assert recorder.flow("bob-1")[-3:] == [
@@ -259,22 +259,22 @@ async def test_app_cancels_a_ringing_leg(fake: FakeAsterisk, recorder: Recorder)
 
 async def test_refused_calls_and_missing_things(fake: FakeAsterisk):
     with pytest.raises(AriError) as refused:
-        await fake.originate(endpoint="PJSIP/nobody", channel_id="x-1", app_args="")
+        await fake.api.originate(endpoint="PJSIP/nobody", channel_id="x-1", app_args="")
     assert refused.value.status == 500
     with pytest.raises(CallGone):
-        await fake.hangup("no-such-channel")
-    await fake.create_bridge("b", "b")
+        await fake.api.hangup("no-such-channel")
+    await fake.api.create_bridge("b", "b")
     with pytest.raises(CallGone):
-        await fake.add_to_bridge("b", "no-such-channel")
+        await fake.api.add_to_bridge("b", "no-such-channel")
     with pytest.raises(CallGone):
-        await fake.add_to_bridge("no-such-bridge", "x")
-    await fake.destroy_bridge("b")
+        await fake.api.add_to_bridge("no-such-bridge", "x")
+    await fake.api.destroy_bridge("b")
     fake.assert_nothing_leaked()
 
 
 async def test_assert_nothing_leaked_names_what_is_left(fake: FakeAsterisk):
     alice = await fake.call_in("alice")
-    await fake.create_bridge("b", "b")
+    await fake.api.create_bridge("b", "b")
 
     with pytest.raises(AssertionError, match=rf"channel PJSIP/alice-\w+ \({re.escape(alice)}, Ring\).*bridge b"):
         fake.assert_nothing_leaked()
@@ -335,13 +335,13 @@ async def test_transfer_progress_is_echoed_and_notified(fake: FakeAsterisk, reco
     await fake.refer(bob, "carol")
     await fake.settle()
 
-    await fake.transfer_progress(bob, TransferState.PROGRESS)
+    await fake.api.transfer_progress(bob, TransferState.PROGRESS)
     assert recorder.transfers()[-1].state == "channel_progress"  # the echo beats the 204, as in the traces
-    await fake.originate(endpoint="PJSIP/carol", channel_id="carol-1", app_args="transfer-target")
+    await fake.api.originate(endpoint="PJSIP/carol", channel_id="carol-1", app_args="transfer-target")
     await fake.wait_for(lambda: any(e.channel.id == "carol-1" for e in recorder.of(StasisStart)))
-    await fake.add_to_bridge("call-1", "carol-1")
-    await fake.transfer_progress(bob, TransferState.ANSWERED)
-    await fake.hangup(bob)
+    await fake.api.add_to_bridge("call-1", "carol-1")
+    await fake.api.transfer_progress(bob, TransferState.ANSWERED)
+    await fake.api.hangup(bob)
     await fake.settle()
 
     assert [t.state for t in recorder.transfers()] == [None, "channel_progress", "channel_answered"]
@@ -359,11 +359,11 @@ async def test_transfer_progress_is_echoed_and_notified(fake: FakeAsterisk, reco
 async def test_transferor_hung_up_before_the_final_state_gets_503(fake: FakeAsterisk, recorder: Recorder):
     _, bob = await alice_talks_to_bob(fake, recorder)
     await fake.refer(bob, "carol")
-    await fake.transfer_progress(bob, TransferState.PROGRESS)
+    await fake.api.transfer_progress(bob, TransferState.PROGRESS)
     await fake.settle()
     recorder.events.clear()
 
-    await fake.hangup(bob)
+    await fake.api.hangup(bob)
     await fake.settle()
 
     # blind_transfer_hangup_transferor_early.jsonl seq 58-66
@@ -378,14 +378,14 @@ async def test_transferor_hung_up_before_the_final_state_gets_503(fake: FakeAste
     assert fake.notifies[bob] == [100, 503]
     assert fake.subscription_terminated(bob)
     with pytest.raises(CallGone) as gone:
-        await fake.transfer_progress(bob, TransferState.ANSWERED)
+        await fake.api.transfer_progress(bob, TransferState.ANSWERED)
     assert (gone.value.status, gone.value.reason) == (404, "Channel not found")
 
 
 async def test_transfer_progress_without_refer_is_only_recorded(fake: FakeAsterisk, recorder: Recorder):
     _, bob = await alice_talks_to_bob(fake, recorder)
 
-    await fake.transfer_progress(bob, TransferState.PROGRESS)
+    await fake.api.transfer_progress(bob, TransferState.PROGRESS)
     await fake.settle()
 
     assert recorder.transfers() == []
@@ -393,7 +393,7 @@ async def test_transfer_progress_without_refer_is_only_recorded(fake: FakeAsteri
 
 
 async def test_local_channel_enters_as_an_inbound_call_and_answers_the_dialer(fake: FakeAsterisk, recorder: Recorder):
-    await fake.originate(
+    await fake.api.originate(
         endpoint="Local/1002@rcml/n", channel_id="loc-1", app_args="dialed", caller_id='"alice" <1001>'
     )
     await fake.settle()
@@ -408,8 +408,8 @@ async def test_local_channel_enters_as_an_inbound_call_and_answers_the_dialer(fa
     assert re.fullmatch(r"Local/1002@rcml-[0-9a-f]{8};2", fake.name_of(inner))
     assert fake.name_of("loc-1") == fake.name_of(inner)[:-1] + "1"
 
-    await fake.ring(inner)
-    await fake.answer(inner)
+    await fake.api.ring(inner)
+    await fake.api.answer(inner)
     await fake.settle()
 
     assert fake.ringing[inner]
@@ -422,7 +422,7 @@ async def test_local_channel_enters_as_an_inbound_call_and_answers_the_dialer(fa
         ("StasisStart", "dialed"),
     ]
 
-    await fake.hangup("loc-1")
+    await fake.api.hangup("loc-1")
     await fake.settle()
 
     # As 22.10.1 did (tests/captures/seed.jsonl): ;2 is hung up, leaves Stasis, runs the dialplan's Hangup()
@@ -441,10 +441,10 @@ async def test_local_channel_enters_as_an_inbound_call_and_answers_the_dialer(fa
 
 
 async def test_local_channel_busy_reaches_the_dialer(fake: FakeAsterisk, recorder: Recorder):
-    await fake.originate(endpoint="Local/1002@rcml/n", channel_id="loc-1", app_args="dialed")
+    await fake.api.originate(endpoint="Local/1002@rcml/n", channel_id="loc-1", app_args="dialed")
     await fake.settle()
 
-    await fake.hangup("loc-1-2", "busy")
+    await fake.api.hangup("loc-1-2", "busy")
     await fake.settle()
 
     assert recorder.flow("loc-1-2")[-4:] == [
@@ -464,12 +464,12 @@ async def test_local_channel_busy_reaches_the_dialer(fake: FakeAsterisk, recorde
 
 async def test_playbacks(fake: FakeAsterisk, recorder: Recorder):
     alice = await fake.call_in()
-    await fake.answer(alice)
+    await fake.api.answer(alice)
 
-    await fake.play(alice, "sound:hello-world", "pb-1")
-    await fake.play(alice, "tone:ring", "pb-2")
+    await fake.api.play(alice, "sound:hello-world", "pb-1")
+    await fake.api.play(alice, "tone:ring", "pb-2")
     await fake.wait_for(lambda: recorder.of(PlaybackFinished) != [])
-    await fake.stop_playback("pb-2")
+    await fake.api.stop_playback("pb-2")
     await fake.settle()
 
     playbacks = [e for e in recorder.events if isinstance(e, PlaybackStarted | PlaybackFinished)]
@@ -480,14 +480,14 @@ async def test_playbacks(fake: FakeAsterisk, recorder: Recorder):
         ("PlaybackFinished", "pb-2"),
     ]
     assert fake.played[alice] == ["sound:hello-world", "tone:ring"]
-    await fake.hangup(alice)
+    await fake.api.hangup(alice)
     fake.assert_nothing_leaked()
 
 
 async def test_phone_that_hangs_up_by_itself(fake: FakeAsterisk, recorder: Recorder):
     fake.phone("PJSIP/bob", answer_after=0, ring=False, hangup_after=0.01)
 
-    await fake.originate(endpoint="PJSIP/bob", channel_id="bob-1", app_args="")
+    await fake.api.originate(endpoint="PJSIP/bob", channel_id="bob-1", app_args="")
     await fake.wait_for(lambda: "bob-1" not in fake.channels)
     await fake.settle()
 

@@ -1,16 +1,21 @@
-"""The seam between the call engine and Asterisk: what the engine may ask, and how it hears events.
+"""The seams between the call engine and Asterisk: what the engine may ask, how it hears events, and the one
+method every way of reaching Asterisk's REST interface implements.
 
-:class:`stasis_app.ari.client.AriClient` implements :class:`AsteriskApi` over HTTP and WebSocket; the fake
-Asterisk in ``tests/`` implements it in memory. Nothing above this module imports httpx or websockets.
+    engine ──AsteriskApi──▶ AriRest (typed methods, status -> error) ──Transport──▶ HTTP | the fake Asterisk
+
+:class:`stasis_app.ari.rest.AriRest` writes the typed REST calls once, above a :class:`Transport`; the HTTP
+transports of :mod:`stasis_app.ari.transport` and the fake Asterisk in ``tests/`` sit beneath it. Nothing above
+this package imports httpx or websockets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, Protocol
 
 from models.ari import AriEvent, Bridge, Channel, TransferState
 
-__all__ = ["AsteriskApi", "EventHandler", "HangupReason"]
+__all__ = ["AsteriskApi", "EventHandler", "HangupReason", "Transport", "TransportError"]
 
 HangupReason = Literal[
     "normal",
@@ -28,6 +33,26 @@ HangupReason = Literal[
     "answered_elsewhere",
 ]
 """``DELETE /channels/{id}?reason=``; Asterisk maps each to a Q.850 cause (busy -> 17, no_answer -> 19...)."""
+
+
+class TransportError(Exception):
+    """Asterisk could not be asked at all (refused, reset, timed out, closed): no status to go by."""
+
+
+class Transport(Protocol):
+    """One REST request to Asterisk. ``path`` is ARI's without the ``/ari`` prefix (``/channels/c1/answer``);
+    ``query`` values are sent as given (the transport encodes them); ``body`` is JSON text or None.
+
+    Returns the status and the body as Asterisk sent them; raises :class:`TransportError` when there is no answer.
+    Turning a status into an error is the caller's business (:class:`stasis_app.ari.rest.AriRest`), the same for
+    every transport."""
+
+    async def request(
+        self, method: str, path: str, query: Mapping[str, str] | None = None, body: bytes | None = None
+    ) -> tuple[int, bytes]: ...
+
+    async def aclose(self) -> None:
+        """Release connections; later requests raise :class:`TransportError`."""
 
 
 class AsteriskApi(Protocol):

@@ -1,20 +1,24 @@
-"""A lean HTTP/1.1 keep-alive transport for httpx, for talking to Asterisk's own HTTP server.
+"""HTTP transports for ARI's REST interface, beneath the one-method seam of :mod:`stasis_app.ari.protocol`.
 
-httpx's default transport (httpcore over anyio) costs about 0.9 ms of CPU per request on a small machine; a
-transferred call makes some 16 ARI requests, which alone would cost more CPU than Asterisk spends on the whole
-call. Asterisk's HTTP server speaks plain HTTP/1.1 with ``Content-Length`` bodies, so a small pool of
-keep-alive connections on asyncio streams does the job for about a quarter of that, and the ``httpx.AsyncClient``
-above it stays the same. Anything unusual (TLS, a proxy) keeps httpx's default transport.
+:class:`AsteriskTransport` is a lean HTTP/1.1 keep-alive client on asyncio streams for plain-HTTP Asterisk: a
+transferred call makes some 16 ARI requests, and building httpx request and response objects for each cost more
+CPU than Asterisk spends on the whole call. Asterisk's HTTP server speaks plain HTTP/1.1 with ``Content-Length``
+bodies, so a request here is one formatted head, one write and one read. :class:`HttpxTransport` carries
+anything else (TLS, an injected test transport) through one shared ``httpx.AsyncClient``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-__all__ = ["AsteriskTransport"]
+from stasis_app.ari.protocol import Transport, TransportError
+
+__all__ = ["AsteriskTransport", "HttpxTransport", "http_transport"]
 
 _MAX_HEAD = 64 * 1024
 
@@ -35,31 +39,47 @@ class _StaleConnection(Exception):
     """A kept-alive connection the server had closed before it read our request: safe to send again."""
 
 
-class AsteriskTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 to one ``host:port``, keeping up to ``max_idle`` connections open for ``keepalive_expiry`` s."""
+class AsteriskTransport:
+    """HTTP/1.1 to one ``host:port`` under ``prefix`` (``/ari``), keeping up to ``max_idle`` connections open
+    for ``keepalive_expiry`` s. ``headers`` (``Authorization``...) go with every request."""
 
-    def __init__(self, host: str, port: int, *, max_idle: int = 10, keepalive_expiry: float = 5.0) -> None:
-        self._host = host
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        prefix: str = "/ari",
+        headers: Mapping[str, str] | None = None,
+        max_idle: int = 10,
+        keepalive_expiry: float = 5.0,
+        connect_timeout: float = 3.0,
+        timeout: float = 10.0,
+    ) -> None:
         self._port = port
+        self._host = host
+        self._prefix = prefix
+        fixed = {"Host": f"{host}:{port}", "Accept": "application/json", **(headers or {})}
+        self._fixed = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()).encode("latin-1")
         self._max_idle = max_idle
         self._expiry = keepalive_expiry
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
         self._idle: list[_Connection] = []
         self._closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def request(
+        self, method: str, path: str, query: Mapping[str, str] | None = None, body: bytes | None = None
+    ) -> tuple[int, bytes]:
         if self._closed:
-            raise RuntimeError("the transport is closed")
-        timeouts = request.extensions.get("timeout", {})
-        body = await request.aread()
-        head = self._head(request, len(body))
+            raise TransportError("the ARI client is closed")
+        target = f"{self._prefix}{path}?{urlencode(query)}" if query else f"{self._prefix}{path}"
+        data = self._head(method, target, body) + (body or b"")
         while True:
             connection, reused = self._take()
             if connection is None:
-                connection = await self._connect(request, timeouts.get("connect"))
+                connection = await self._connect()
             try:
-                status, headers, content, keep = await self._exchange(
-                    connection, head + body, reused, timeouts.get("read"), request
-                )
+                status, content, keep = await self._exchange(connection, data, reused)
             except _StaleConnection:
                 connection.close()
                 continue
@@ -71,7 +91,7 @@ class AsteriskTransport(httpx.AsyncBaseTransport):
                 self._idle.append(connection)
             else:
                 connection.close()
-            return httpx.Response(status, headers=headers, content=content, request=request)
+            return status, content
 
     async def aclose(self) -> None:
         self._closed = True
@@ -90,41 +110,36 @@ class AsteriskTransport(httpx.AsyncBaseTransport):
             connection.close()
         return None, False
 
-    async def _connect(self, request: httpx.Request, timeout: float | None) -> _Connection:
+    async def _connect(self) -> _Connection:
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(self._connect_timeout):
                 reader, writer = await asyncio.open_connection(self._host, self._port, limit=_MAX_HEAD)
         except TimeoutError:
-            raise httpx.ConnectTimeout("timed out connecting to Asterisk", request=request) from None
+            raise TransportError("cannot reach Asterisk: timed out connecting") from None
         except OSError as exc:
-            raise httpx.ConnectError(f"{exc.strerror or exc}", request=request) from None
+            raise TransportError(f"cannot reach Asterisk: {exc.strerror or exc}") from None
         return _Connection(reader, writer)
 
-    def _head(self, request: httpx.Request, length: int) -> bytes:
-        lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
-        for name, value in request.headers.raw:
-            lower = name.lower()
-            if lower not in (b"content-length", b"transfer-encoding", b"connection"):
-                lines.append(b"%s: %s\r\n" % (name, value))
-        if length or request.method in ("POST", "PUT", "PATCH"):
-            lines.append(b"Content-Length: %d\r\n" % length)
-        lines.append(b"\r\n")
-        return b"".join(lines)
+    def _head(self, method: str, target: str, body: bytes | None) -> bytes:
+        head = b"%s %s HTTP/1.1\r\n%s" % (method.encode("ascii"), target.encode("ascii"), self._fixed)
+        if body:
+            head += b"Content-Type: application/json\r\n"
+        if body or method in ("POST", "PUT", "PATCH"):
+            head += b"Content-Length: %d\r\n" % len(body or b"")
+        return head + b"\r\n"
 
-    async def _exchange(
-        self, connection: _Connection, data: bytes, reused: bool, timeout: float | None, request: httpx.Request
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+    async def _exchange(self, connection: _Connection, data: bytes, reused: bool) -> tuple[int, bytes, bool]:
         reader = connection.reader
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(self._timeout):
                 connection.writer.write(data)
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
                 except asyncio.IncompleteReadError as exc:
                     if reused and not exc.partial:
                         raise _StaleConnection from None
-                    raise httpx.RemoteProtocolError("Asterisk closed the connection", request=request) from None
-                status, headers, length, chunked, keep = _parse_head(head, request)
+                    raise TransportError("Asterisk closed the connection") from None
+                status, length, chunked, keep = _parse_head(head)
                 if chunked:
                     content = await _read_chunked(reader)
                 elif length is not None:
@@ -132,23 +147,74 @@ class AsteriskTransport(httpx.AsyncBaseTransport):
                 else:
                     content, keep = await reader.read(), False
         except TimeoutError:
-            raise httpx.ReadTimeout("timed out waiting for Asterisk", request=request) from None
+            raise TransportError("timed out waiting for Asterisk") from None
         except ConnectionError as exc:
             if reused:
                 raise _StaleConnection from None
-            raise httpx.ReadError(str(exc), request=request) from None
+            raise TransportError(f"connection to Asterisk lost: {exc}") from None
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            raise httpx.RemoteProtocolError(f"bad answer from Asterisk: {exc}", request=request) from None
-        return status, headers, content, keep
+            raise TransportError(f"bad answer from Asterisk: {exc}") from None
+        return status, content, keep
 
 
-def _parse_head(head: bytes, request: httpx.Request) -> tuple[int, list[tuple[bytes, bytes]], int | None, bool, bool]:
+class HttpxTransport:
+    """ARI over one shared ``httpx.AsyncClient``: for TLS, or an injected httpx transport in tests.
+
+    No proxy or ``.netrc`` from the environment (``trust_env=False``): Asterisk is always reached directly."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=f"{base_url}/ari",
+            headers=dict(headers or {}),
+            timeout=httpx.Timeout(timeout, connect=3.0),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=5.0),
+            transport=transport,
+            trust_env=False,
+            follow_redirects=False,
+        )
+
+    async def request(
+        self, method: str, path: str, query: Mapping[str, str] | None = None, body: bytes | None = None
+    ) -> tuple[int, bytes]:
+        if self._http.is_closed:
+            raise TransportError("the ARI client is closed")
+        headers = {"Content-Type": "application/json"} if body else None
+        try:
+            response = await self._http.request(method, path, params=query, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise TransportError(f"timed out ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            raise TransportError(f"cannot reach Asterisk: {type(exc).__name__}: {text}".rstrip(": ")) from None
+        return response.status_code, response.content
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def http_transport(
+    url: str, headers: Mapping[str, str], *, transport: httpx.AsyncBaseTransport | None = None
+) -> Transport:
+    """The lean transport for plain-HTTP Asterisk, httpx for anything else (TLS) or an injected transport."""
+    parsed = urlsplit(url)
+    if transport is None and parsed.scheme == "http" and parsed.hostname:
+        return AsteriskTransport(parsed.hostname, parsed.port or 80, headers=headers)
+    return HttpxTransport(url, headers=headers, transport=transport)
+
+
+def _parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
     lines = head[:-4].split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-        raise httpx.RemoteProtocolError(f"not an HTTP answer: {lines[0][:40]!r}", request=request)
+        raise ValueError(f"not an HTTP answer: {lines[0][:40]!r}")
     status = int(parts[1])
-    headers: list[tuple[bytes, bytes]] = []
     length: int | None = None
     chunked = False
     keep = parts[0] == b"HTTP/1.1"
@@ -160,13 +226,11 @@ def _parse_head(head: bytes, request: httpx.Request) -> tuple[int, list[tuple[by
             length = int(value)
         elif lower == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
-            continue  # the body is handed on de-chunked
         elif lower == b"connection":
             keep = value.lower() == b"keep-alive" if not keep else value.lower() != b"close"
-        headers.append((name.strip(), value))
     if status in (204, 304) or 100 <= status < 200:
         length = 0
-    return status, headers, length, chunked, keep
+    return status, length, chunked, keep
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:

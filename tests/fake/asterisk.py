@@ -60,7 +60,7 @@ Assumptions beyond the traces (to verify against a real Asterisk):
    first.
 9. Attended REFER (protocol_id): refer_to also carries destination_channel / connected_channel / bridge of the
    channel whose protocol_id matches, when there is one.
-10. addChannel / removeChannel naming a missing channel: 400 "Channel not found" (raised as CallGone); a
+10. addChannel / removeChannel naming a missing channel: 400 "Channel not found" (AriRest maps it to CallGone); a
     channel not in Stasis: 422; a missing bridge or playback: 404. Calls on a channel not in Stasis that need
     its control (answer, ring, play): 409. Stasis bridges are never destroyed by Asterisk when they empty.
 11. REST paths are ARI's without the /ari prefix, as stasis_app.ari.client spells them (POST /bridges/{id}
@@ -73,14 +73,16 @@ Assumptions beyond the traces (to verify against a real Asterisk):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from models.ari import AriEvent, Bridge, Channel, TransferState, parse_event
-from stasis_app.ari.protocol import EventHandler, HangupReason
-from stasis_app.errors import AriError, CallGone
+from stasis_app.ari.protocol import EventHandler, Transport, TransportError
+from stasis_app.ari.rest import AriRest
 from tests.fake.events import bridge_json, channel_json
 from tests.fake.model import (
     HANGUP_REASON_CAUSE,
@@ -95,6 +97,15 @@ from tests.fake.switch import Switch
 __all__ = ["FakeAsterisk", "Phone"]
 
 log = logging.getLogger(__name__)
+
+
+class _Refused(Exception):
+    """Asterisk answers a request with an error status and ``{"message": ...}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class FakeAsterisk:
@@ -114,6 +125,8 @@ class FakeAsterisk:
         self._delivering = False
         self._connected = True
         self.handler_errors: list[BaseException] = []
+        self._closed = False
+        self.api = AriRest(self, app)  # the typed REST calls, as the engine makes them
 
     # -- event stream -------------------------------------------------------------------------------------
 
@@ -237,165 +250,176 @@ class FakeAsterisk:
         except KeyError:
             raise AssertionError(f"no live channel {channel_id!r}") from None
 
+    # -- REST: the one-method transport beneath stasis_app.ari.rest.AriRest -------------------------------------
+
+    async def request(
+        self, method: str, path: str, query: Mapping[str, str] | None = None, body: bytes | None = None
+    ) -> tuple[int, bytes]:
+        """One ARI REST request, answered with Asterisk's status and JSON body (``{"message": ...}`` on errors)."""
+        params: dict[str, Any] = dict(query or {})
+        if body:
+            params |= json.loads(body)
+        self.rest_log.append((method, path, params))
+        if self._closed:
+            raise TransportError("the ARI client is closed")
+        route = self._route(method, [unquote(part) for part in path.strip("/").split("/")])
+        if route is None:
+            return 404, b'{"message":"Resource not found"}'
+        try:
+            result = await route(params)
+        except _Refused as refused:
+            return refused.status, json.dumps({"message": refused.message}).encode()
+        if result is None:
+            return 204, b""
+        return 200, json.dumps(result).encode()
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    def _route(self, method: str, parts: list[str]) -> Callable[[dict[str, Any]], Awaitable[Any]] | None:
+        match method, parts:
+            case "POST", ["channels"]:
+                return self._originate
+            case "GET", ["channels"]:
+                return self._list_channels
+            case "GET", ["bridges"]:
+                return self._list_bridges
+            case "DELETE", ["channels", channel_id]:
+                return lambda p: self._hangup(channel_id, p.get("reason", "normal"))
+            case "POST", ["channels", channel_id, "answer"]:
+                return lambda _p: self._answer(channel_id)
+            case "POST", ["channels", channel_id, "ring"]:
+                return lambda _p: self._ring(channel_id)
+            case "POST", ["channels", channel_id, "play", playback_id]:
+                return lambda p: self._play(channel_id, p.get("media", ""), playback_id)
+            case "POST", ["channels", channel_id, "transfer_progress"]:
+                return lambda p: self._transfer_progress(channel_id, p.get("states", ""))
+            case "POST", ["bridges", bridge_id]:
+                return lambda p: self._create_bridge(bridge_id, p.get("name", ""))
+            case "DELETE", ["bridges", bridge_id]:
+                return lambda _p: self._destroy_bridge(bridge_id)
+            case "POST", ["bridges", bridge_id, "addChannel"]:
+                return lambda p: self._add_to_bridge(bridge_id, p.get("channel", ""))
+            case "POST", ["bridges", bridge_id, "removeChannel"]:
+                return lambda p: self._remove_from_bridge(bridge_id, p.get("channel", ""))
+            case "DELETE", ["playbacks", playback_id]:
+                return lambda _p: self._stop_playback(playback_id)
+            case "PUT", ["applications", _app, "eventFilter"]:
+                return self._event_filter
+        return None
+
+    async def _list_channels(self, _params: dict[str, Any]) -> list[dict[str, Any]]:
+        return [channel_json(ch) for ch in self._switch.channels.values()]
+
+    async def _list_bridges(self, _params: dict[str, Any]) -> list[dict[str, Any]]:
+        return [bridge_json(br) for br in self._switch.bridges.values()]
+
+    async def _event_filter(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"name": self.app, **params}
+
     # -- REST: channels -----------------------------------------------------------------------------------
 
-    def _log(self, method: str, path: str, params: dict[str, Any] | None = None) -> None:
-        self.rest_log.append((method, path, params or {}))
-
-    def _channel(self, method: str, path: str, channel_id: str, *, stasis: bool = False) -> FakeChannel:
+    def _channel(self, channel_id: str, *, stasis: bool = False) -> FakeChannel:
         ch = self._switch.channels.get(channel_id)
         if ch is None:
-            raise CallGone(method, path, 404, "Channel not found")
+            raise _Refused(404, "Channel not found")
         if stasis and not ch.in_stasis:
-            raise AriError(method, path, 409, "Channel not in Stasis application")
+            raise _Refused(409, "Channel not in Stasis application")
         return ch
 
-    async def answer(self, channel_id: str) -> None:
-        path = f"/channels/{channel_id}/answer"
-        self._log("POST", path)
-        ch = self._channel("POST", path, channel_id, stasis=True)
+    async def _answer(self, channel_id: str) -> None:
+        ch = self._channel(channel_id, stasis=True)
         if ch.local_half == 2:
             # The answer crosses the Local pair's frame queue before either half reports Up: a REST call made
             # at the same time (adding the callee to the bridge) is seen first (seed capture).
             await asyncio.sleep(0)
             if ch.id not in self._switch.channels:
-                raise CallGone("POST", path, 404, "Channel not found")
+                raise _Refused(404, "Channel not found")
         self._switch.answer(ch)
         await asyncio.sleep(0)
 
-    async def ring(self, channel_id: str) -> None:
-        path = f"/channels/{channel_id}/ring"
-        self._log("POST", path)
-        self._switch.ring(self._channel("POST", path, channel_id, stasis=True))
+    async def _ring(self, channel_id: str) -> None:
+        self._switch.ring(self._channel(channel_id, stasis=True))
         await asyncio.sleep(0)
 
-    async def hangup(self, channel_id: str, reason: HangupReason = "normal") -> None:
-        path = f"/channels/{channel_id}"
-        self._log("DELETE", path, {"reason": reason})
-        ch = self._channel("DELETE", path, channel_id)
+    async def _hangup(self, channel_id: str, reason: str) -> None:
+        ch = self._channel(channel_id)
         if reason not in HANGUP_REASON_CAUSE:
-            raise AriError("DELETE", path, 400, "Invalid reason for hangup provided")
+            raise _Refused(400, "Invalid reason for hangup provided")
         self._switch.rest_hangup(ch, HANGUP_REASON_CAUSE[reason])
         await asyncio.sleep(0)
 
-    async def originate(
-        self,
-        *,
-        endpoint: str,
-        channel_id: str,
-        app_args: str,
-        caller_id: str | None = None,
-        timeout: int = 30,
-        variables: dict[str, str] | None = None,
-        originator: str | None = None,
-    ) -> Channel:
-        params: dict[str, Any] = {
-            "endpoint": endpoint,
-            "app": self.app,
-            "appArgs": app_args,
-            "channelId": channel_id,
-        }
-        if caller_id is not None:
-            params["callerId"] = caller_id
-        params["timeout"] = str(timeout)
-        if originator is not None:
-            params["originator"] = originator
-        if variables:
-            params["variables"] = dict(variables)
-        self._log("POST", "/channels", params)
+    async def _originate(self, params: dict[str, Any]) -> dict[str, Any]:
+        endpoint, channel_id = params.get("endpoint", ""), params.get("channelId", "")
         if channel_id in self._switch.names:
-            raise AriError("POST", "/channels", 409, "Channel with given unique ID already exists")
+            raise _Refused(409, "Channel with given unique ID already exists")
         if not endpoint.startswith("Local/") and endpoint not in self._switch.phones:
-            raise AriError("POST", "/channels", 500, "Allocation failed")
-        snapshot = Channel.model_validate(
-            self._switch.originate(
-                endpoint, channel_id, app_args, parse_caller_id(caller_id), timeout * self.timeout_scale
-            )
-        )
+            raise _Refused(500, "Allocation failed")
+        timeout = float(params.get("timeout", 30)) * self.timeout_scale
+        caller = parse_caller_id(params.get("callerId"))
+        snapshot = self._switch.originate(endpoint, channel_id, params.get("appArgs", ""), caller, timeout)
         await asyncio.sleep(0)
         return snapshot
 
-    async def transfer_progress(self, channel_id: str, state: TransferState) -> None:
-        path = f"/channels/{channel_id}/transfer_progress"
-        self._log("POST", path, {"states": str(state)})
-        ch = self._channel("POST", path, channel_id)
+    async def _transfer_progress(self, channel_id: str, states: str) -> None:
+        ch = self._channel(channel_id)
         try:
-            state = TransferState(state)
+            state = TransferState(states)
         except ValueError:
-            raise AriError("POST", path, 400, f"Invalid state {state!r}") from None
+            raise _Refused(400, f"Invalid state {states!r}") from None
         self._switch.transfer_progress(ch, state)
         await asyncio.sleep(0)
 
-    async def list_channels(self) -> list[Channel]:
-        self._log("GET", "/channels")
-        return list(self.channels.values())
-
     # -- REST: bridges and playbacks ----------------------------------------------------------------------
 
-    def _bridge(self, method: str, path: str, bridge_id: str) -> FakeBridge:
+    def _bridge(self, bridge_id: str) -> FakeBridge:
         br = self._switch.bridges.get(bridge_id)
         if br is None:
-            raise CallGone(method, path, 404, "Bridge not found")
+            raise _Refused(404, "Bridge not found")
         return br
 
-    def _member(self, method: str, path: str, channel_id: str) -> FakeChannel:
+    def _member(self, channel_id: str) -> FakeChannel:
         ch = self._switch.channels.get(channel_id)
         if ch is None:
-            raise CallGone(method, path, 400, "Channel not found")
+            raise _Refused(400, "Channel not found")
         if not ch.in_stasis:
-            raise AriError(method, path, 422, "Channel not in Stasis application")
+            raise _Refused(422, "Channel not in Stasis application")
         return ch
 
-    async def create_bridge(self, bridge_id: str, name: str) -> Bridge:
-        path = f"/bridges/{bridge_id}"
-        self._log("POST", path, {"type": "mixing", "name": name})
+    async def _create_bridge(self, bridge_id: str, name: str) -> dict[str, Any]:
         if bridge_id in self._switch.bridges:
-            raise AriError("POST", path, 500, "Supplying a bridge type when updating a bridge is not allowed.")
+            raise _Refused(500, "Supplying a bridge type when updating a bridge is not allowed.")
         br = self._switch.bridges[bridge_id] = FakeBridge(bridge_id, name)
-        return Bridge.model_validate(bridge_json(br))
+        return bridge_json(br)
 
-    async def destroy_bridge(self, bridge_id: str) -> None:
-        path = f"/bridges/{bridge_id}"
-        self._log("DELETE", path)
-        self._switch.destroy_bridge(self._bridge("DELETE", path, bridge_id))
+    async def _destroy_bridge(self, bridge_id: str) -> None:
+        self._switch.destroy_bridge(self._bridge(bridge_id))
         await asyncio.sleep(0)
 
-    async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
-        path = f"/bridges/{bridge_id}/addChannel"
-        self._log("POST", path, {"channel": channel_id})
-        br = self._bridge("POST", path, bridge_id)
-        self._switch.enter(br, self._member("POST", path, channel_id))
+    async def _add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
+        br = self._bridge(bridge_id)
+        self._switch.enter(br, self._member(channel_id))
         await asyncio.sleep(0)
 
-    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
-        path = f"/bridges/{bridge_id}/removeChannel"
-        self._log("POST", path, {"channel": channel_id})
-        br = self._bridge("POST", path, bridge_id)
-        ch = self._member("POST", path, channel_id)
+    async def _remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        br = self._bridge(bridge_id)
+        ch = self._member(channel_id)
         if ch.bridge_id != bridge_id:
-            raise AriError("POST", path, 422, "Channel not in this bridge")
+            raise _Refused(422, "Channel not in this bridge")
         self._switch.leave(br, ch)
         await asyncio.sleep(0)
 
-    async def play(self, channel_id: str, media: str, playback_id: str) -> None:
-        path = f"/channels/{channel_id}/play/{playback_id}"
-        self._log("POST", path, {"media": media})
-        ch = self._channel("POST", path, channel_id, stasis=True)
+    async def _play(self, channel_id: str, media: str, playback_id: str) -> None:
+        ch = self._channel(channel_id, stasis=True)
         self._switch.play(ch, media, playback_id, self.media_duration)
         await asyncio.sleep(0)
 
-    async def stop_playback(self, playback_id: str) -> None:
-        path = f"/playbacks/{playback_id}"
-        self._log("DELETE", path)
+    async def _stop_playback(self, playback_id: str) -> None:
         pb = self._switch.playbacks.get(playback_id)
         if pb is None:
-            raise CallGone("DELETE", path, 404, "Playback not found")
+            raise _Refused(404, "Playback not found")
         self._switch.finish_playback(pb)
         await asyncio.sleep(0)
-
-    async def list_bridges(self) -> list[Bridge]:
-        self._log("GET", "/bridges")
-        return list(self.bridges.values())
 
     # -- what tests assert on -----------------------------------------------------------------------------
 
@@ -468,3 +492,8 @@ class FakeAsterisk:
         left += [f"playback {pid} of {pb.media}" for pid, pb in self._switch.playbacks.items()]
         if left:
             raise AssertionError("left behind: " + "; ".join(left))
+
+
+if TYPE_CHECKING:
+    # The fake sits beneath the same typed REST calls as the real transports: mypy holds it to the seam.
+    _implements: type[Transport] = FakeAsterisk

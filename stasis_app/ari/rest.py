@@ -1,0 +1,177 @@
+"""ARI's REST calls, typed, written once above a one-method :class:`~stasis_app.ari.protocol.Transport`.
+
+Whatever carries the request (HTTP, the events websocket, the fake Asterisk of the tests), the answer is read
+here, and only here, into a result or an error: a channel or bridge that is gone is :class:`CallGone` (a normal
+path for the engine), any other refusal or no answer at all is :class:`AriError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from pydantic import TypeAdapter
+
+from models.ari import HANDLED_EVENT_TYPES, Bridge, Channel, TransferState
+from stasis_app.ari.protocol import AsteriskApi, HangupReason, Transport, TransportError
+from stasis_app.errors import AriError, CallGone
+
+__all__ = ["AriRest", "error_for"]
+
+_CHANNELS: TypeAdapter[list[Channel]] = TypeAdapter(list[Channel])
+_BRIDGES: TypeAdapter[list[Bridge]] = TypeAdapter(list[Bridge])
+_EVENT_FILTER = json.dumps({"allowed": [{"type": kind} for kind in HANDLED_EVENT_TYPES]}).encode()
+
+# Asterisk 22.10.1 says a channel is gone in more ways than 404: addChannel / removeChannel answer 400 "Channel
+# not found", and a channel that left Stasis (it is hanging up) answers 409 or 422 "Channel not in Stasis
+# application". For the engine each of these means the same: that party is no longer in the call.
+_GONE_STATUSES = (400, 409, 422)
+_GONE_MESSAGE = re.compile(r"not found|not in Stasis", re.IGNORECASE)
+
+
+def _id(value: str) -> str:
+    """A channel/bridge/playback id as one path segment (``/`` and friends escaped)."""
+    return quote(value, safe="")
+
+
+def _message(status: int, body: bytes) -> str:
+    """Asterisk's ``{"message": ...}`` for an error status, else the status's reason phrase."""
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        return str(parsed["message"])
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def error_for(method: str, path: str, status: int, body: bytes) -> AriError:
+    """The one mapping from an error status to the exception the engine sees."""
+    message = _message(status, body)
+    if status == 404 or (status in _GONE_STATUSES and _GONE_MESSAGE.search(message)):
+        return CallGone(method, path, status, message)
+    return AriError(method, path, status, message)
+
+
+class AriRest:
+    """The typed REST calls of :class:`AsteriskApi` over any :class:`Transport`.
+
+    ``app`` is the Stasis application new channels are originated into. ``scrub`` hides a secret (the ARI
+    password) from every error text, whatever produced it.
+    """
+
+    def __init__(self, transport: Transport, app: str, *, scrub: str = "") -> None:
+        self.transport = transport
+        self.app = app
+        self._secret = scrub
+
+    async def request(
+        self, method: str, path: str, query: dict[str, str] | None = None, body: bytes | None = None
+    ) -> bytes:
+        """Send one request; the body of a 2xx answer, else :class:`CallGone` / :class:`AriError`."""
+        try:
+            status, content = await self.transport.request(method, path, query, body)
+        except TransportError as exc:
+            raise AriError(method, path, None, self._scrub(str(exc))) from None
+        if status >= 400:
+            error = error_for(method, path, status, content)
+            error.reason = self._scrub(error.reason)
+            raise type(error)(method, path, status, error.reason)
+        return content
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    async def answer(self, channel_id: str) -> None:
+        """Answer a ringing inbound channel."""
+        await self.request("POST", f"/channels/{_id(channel_id)}/answer")
+
+    async def ring(self, channel_id: str) -> None:
+        """Indicate ringing to the channel (180 Ringing on an unanswered SIP call)."""
+        await self.request("POST", f"/channels/{_id(channel_id)}/ring")
+
+    async def hangup(self, channel_id: str, reason: HangupReason = "normal") -> None:
+        """Hang the channel up with a cause."""
+        await self.request("DELETE", f"/channels/{_id(channel_id)}", {"reason": reason})
+
+    async def originate(
+        self,
+        *,
+        endpoint: str,
+        channel_id: str,
+        app_args: str,
+        caller_id: str | None = None,
+        timeout: int = 30,
+        variables: dict[str, str] | None = None,
+        originator: str | None = None,
+    ) -> Channel:
+        """Dial ``endpoint`` into this Stasis app; the new channel sends ``StasisStart`` when it answers."""
+        query = {"endpoint": endpoint, "app": self.app, "appArgs": app_args, "channelId": channel_id}
+        if caller_id is not None:
+            query["callerId"] = caller_id
+        query["timeout"] = str(timeout)
+        if originator is not None:
+            query["originator"] = originator
+        body = _json({"variables": variables}) if variables else None
+        return Channel.model_validate_json(await self.request("POST", "/channels", query, body))
+
+    async def create_bridge(self, bridge_id: str, name: str) -> Bridge:
+        """Create a mixing bridge with a chosen id."""
+        content = await self.request("POST", f"/bridges/{_id(bridge_id)}", {"type": "mixing", "name": name})
+        return Bridge.model_validate_json(content)
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        """Destroy a bridge (its channels stay up)."""
+        await self.request("DELETE", f"/bridges/{_id(bridge_id)}")
+
+    async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
+        """Put a channel into a bridge."""
+        await self.request("POST", f"/bridges/{_id(bridge_id)}/addChannel", {"channel": channel_id})
+
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        """Take a channel out of a bridge."""
+        await self.request("POST", f"/bridges/{_id(bridge_id)}/removeChannel", {"channel": channel_id})
+
+    async def play(self, channel_id: str, media: str, playback_id: str) -> None:
+        """Play Asterisk media (``sound:``, ``tone:``...) to a channel; it ends with ``PlaybackFinished``."""
+        await self.request("POST", f"/channels/{_id(channel_id)}/play/{_id(playback_id)}", {"media": media})
+
+    async def stop_playback(self, playback_id: str) -> None:
+        """Stop a playback early."""
+        await self.request("DELETE", f"/playbacks/{_id(playback_id)}")
+
+    async def transfer_progress(self, channel_id: str, state: TransferState) -> None:
+        """Tell the transferor's phone how its REFER is going (a NOTIFY with a sipfrag)."""
+        await self.request("POST", f"/channels/{_id(channel_id)}/transfer_progress", {"states": state.value})
+
+    async def list_channels(self) -> list[Channel]:
+        """Every channel Asterisk has now."""
+        return _CHANNELS.validate_json(await self.request("GET", "/channels"))
+
+    async def list_bridges(self) -> list[Bridge]:
+        """Every bridge Asterisk has now."""
+        return _BRIDGES.validate_json(await self.request("GET", "/bridges"))
+
+    async def set_event_filter(self) -> None:
+        """Ask Asterisk to send this app only the event types the engine handles."""
+        await self.request("PUT", f"/applications/{_id(self.app)}/eventFilter", None, _EVENT_FILTER)
+
+    async def asterisk_info(self) -> dict[str, Any]:
+        """``GET /asterisk/info``: build, system (``version``), config and status, for start-up checks."""
+        info: dict[str, Any] = json.loads(await self.request("GET", "/asterisk/info"))
+        return info
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+if TYPE_CHECKING:
+    # mypy checks here that AriRest matches the protocol the engine is written against.
+    _implements: type[AsteriskApi] = AriRest
