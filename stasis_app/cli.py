@@ -19,13 +19,13 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from stasis_app import __version__
+from stasis_app import __version__, logs
 from stasis_app.config import ConfigProblems, check_settings, load_settings, local_apps
 from stasis_app.errors import ConfigError, StasisRcmlError
 
 __all__ = ["main"]
 
-log = logging.getLogger("stasis_app")
+log = logging.getLogger(__name__)
 
 _PROG = "stasis-rcml"
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version or a usage error: argparse already printed it
         return exc.code if isinstance(exc.code, int) else 2
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.install(args.log_level)
     try:
         if args.command == "check":
             return _check(args.config)

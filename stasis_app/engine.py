@@ -1,15 +1,20 @@
-"""The Stasis application: routes ARI events to legs, starts a session per incoming call, owns every task."""
+"""The Stasis application: routes ARI events to legs and bridges, starts a session per incoming call, owns every
+task. It is the host sessions and transfers ask for what is shared (Asterisk, the requester, the identity maps).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+import uuid
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from models.ari import (
     AriEvent,
+    BridgeDestroyed,
     ChannelDestroyed,
+    ChannelDtmfReceived,
     ChannelEnteredBridge,
     ChannelHangupRequest,
     ChannelLeftBridge,
@@ -20,12 +25,15 @@ from models.ari import (
     StasisStart,
 )
 from models.config import NumberConfig, Settings
-from models.rcml import Client, Dial, Document
-from stasis_app.ari.protocol import AsteriskApi
-from stasis_app.errors import AriError, CallGone
+from models.rcml import Client, Dial, Document, HttpMethod
+from stasis_app.ari.protocol import AsteriskApi, HangupReason
+from stasis_app.bridges import Bridge, BridgeState
+from stasis_app.errors import AriError
 from stasis_app.legs import CallLeg, LegRole, LegState, Party
-from stasis_app.session import CallSession, Requester, Services
-from stasis_app.transfer import TransferHandler
+from stasis_app.logs import for_call
+from stasis_app.session import CallSession, Requester
+from stasis_app.transfer import Transfer as _Transfer
+from stasis_app.transfer import Transfers, TransferSite
 
 __all__ = ["Engine"]
 
@@ -36,21 +44,49 @@ class Engine:
     """Implements :class:`stasis_app.ari.protocol.EventHandler`; one per Stasis application."""
 
     def __init__(self, ari: AsteriskApi, webhooks: Requester, settings: Settings) -> None:
+        self.ari = ari
+        self.webhooks = webhooks
         self.settings = settings
-        self.services = Services(ari, webhooks, settings, registry=self, on_session_end=self._session_ended)
         self.legs: dict[str, CallLeg] = {}  # identity map: one object per channel we own
         self.owner: dict[str, CallSession] = {}  # channel id -> the session it belongs to
+        self.bridges: dict[str, Bridge] = {}  # identity map: one object per bridge we made
         self.sessions: dict[str, asyncio.Task[None]] = {}
-        self.transfers = TransferHandler(self)
+        self.transfers = Transfers(self)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._playbacks: dict[str, asyncio.Future[None]] = {}
-        self._hangup_causes: dict[str, int] = {}
 
-    # -- registry (what sessions ask of the engine) -------------------------------------------------------------
+    # -- what sessions and transfers ask of the engine --------------------------------------------------------
 
-    def adopt(self, leg: CallLeg, session: CallSession) -> None:
+    def register(self, leg: CallLeg, session: CallSession) -> None:
         self.legs[leg.id] = leg
         self.owner[leg.id] = session
+
+    def new_bridge(self, owner: CallSession, name: str) -> Bridge:
+        bridge = Bridge(uuid.uuid4().hex, name, owner)
+        self.bridges[bridge.id] = bridge
+        return bridge
+
+    def session_ended(self, session: CallSession) -> None:
+        self.sessions.pop(session.id, None)
+        bridge = session.own_bridge
+        if bridge is not None and bridge.is_gone:
+            self.bridges.pop(bridge.id, None)
+        for leg_id, leg in list(self.legs.items()):
+            # A refused originate made no channel, so no event will clear it: the session's end does.
+            if leg.is_gone and self.owner.get(leg_id) is session:
+                self._forget(leg_id)
+
+    def site(self, channel_id: str) -> tuple[CallLeg, TransferSite] | None:
+        leg, session = self.legs.get(channel_id), self.owner.get(channel_id)
+        return (leg, session) if leg is not None and session is not None else None
+
+    async def fetch(self, url: str, method: HttpMethod, params: Mapping[str, str]) -> Document:
+        return await self.webhooks.fetch(url, method, params)
+
+    def take_over(
+        self, site: TransferSite, leg: CallLeg, bridge: Bridge, document: Document, watcher: _Transfer | None
+    ) -> None:
+        session = CallSession(self, leg, site.number, bridge=bridge, watcher=watcher)
+        self.start_session(session, document)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -59,18 +95,9 @@ class Engine:
         task.add_done_callback(self._task_done)
         return task
 
-    def expect_playback(self, playback_id: str) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._playbacks[playback_id] = future
-        future.add_done_callback(lambda _f: self._playbacks.pop(playback_id, None))
-        return future
-
     def start_session(self, session: CallSession, document: Document | None = None) -> None:
         """Run a session's document (its Voice URL unless given one) in a task of its own."""
         self.sessions[session.id] = self.spawn(session.run(document), f"call-{session.leg.call_sid}")
-
-    def _session_ended(self, session: CallSession) -> None:
-        self.sessions.pop(session.id, None)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -97,35 +124,55 @@ class Engine:
                     self.spawn(self._hangup_stray(channel.id), "stray")
             case ChannelStateChange(channel=channel):
                 leg = self.legs.get(channel.id)
-                if leg is not None and channel.state == "Ringing" and leg.state is LegState.CALLING:
-                    leg.set_state(LegState.RINGING, "far end ringing")
+                if leg is not None:
+                    if channel.state == "Ringing" and leg.state is LegState.CALLING:
+                        leg.set_state(LegState.RINGING, "far end ringing")
+                    leg.deliver(event)
             case ChannelHangupRequest(channel=channel, cause=cause) if cause is not None:
-                if channel.id in self.legs:
-                    self._hangup_causes[channel.id] = cause
+                if (leg := self.legs.get(channel.id)) is not None:
+                    leg.hangup_cause = cause
             case ChannelDestroyed(channel=channel, cause=cause):
                 self._gone(channel.id, cause, "destroyed")
             case StasisEnd(channel=channel):
-                self._gone(channel.id, self._hangup_causes.get(channel.id), "left Stasis")
-            case ChannelEnteredBridge(bridge=bridge, channel=channel) if channel is not None:
-                if (leg := self.legs.get(channel.id)) is not None:
-                    leg.bridge_id = bridge.id
-            case ChannelLeftBridge(bridge=bridge, channel=channel):
-                if (leg := self.legs.get(channel.id)) is not None and leg.bridge_id == bridge.id:
-                    leg.bridge_id = None
+                leg = self.legs.get(channel.id)
+                self._gone(channel.id, leg.hangup_cause if leg else None, "left Stasis")
+            case ChannelEnteredBridge(bridge=snapshot, channel=channel) if channel is not None:
+                if (bridge := self.bridges.get(snapshot.id)) is not None:
+                    bridge.entered(channel.id)
+                    if (leg := self.legs.get(channel.id)) is not None:
+                        leg.bridge = bridge
+            case ChannelLeftBridge(bridge=snapshot, channel=channel):
+                if (bridge := self.bridges.get(snapshot.id)) is not None:
+                    bridge.left(channel.id)
+                if (leg := self.legs.get(channel.id)) is not None and leg.bridge is bridge:
+                    leg.bridge = None
+            case BridgeDestroyed(bridge=snapshot):
+                if (bridge := self.bridges.pop(snapshot.id, None)) is not None:
+                    bridge.set_state(BridgeState.GONE, "destroyed (BridgeDestroyed)")
             case ChannelTransfer():
                 self.transfers.on_transfer(event)
             case PlaybackFinished(playback=playback):
-                if (future := self._playbacks.get(playback.id)) is not None and not future.done():
-                    future.set_result(None)
+                kind, _, target = playback.target_uri.partition(":")
+                if kind == "channel" and (leg := self.legs.get(target)) is not None:
+                    leg.deliver(event)
+            case ChannelDtmfReceived(channel=channel):
+                if (leg := self.legs.get(channel.id)) is not None:
+                    leg.deliver(event)
             case _:
                 pass
 
     def _gone(self, channel_id: str, cause: int | None, why: str) -> None:
-        leg = self.legs.pop(channel_id, None)
-        self.owner.pop(channel_id, None)
-        self._hangup_causes.pop(channel_id, None)
+        leg = self._forget(channel_id)
         if leg is not None:
             leg.set_state(LegState.GONE, why, cause=cause)
+
+    def _forget(self, channel_id: str) -> CallLeg | None:
+        leg = self.legs.pop(channel_id, None)
+        self.owner.pop(channel_id, None)
+        if leg is not None and leg.bridge is not None:
+            leg.bridge.left(channel_id)
+            leg.bridge = None
+        return leg
 
     def _incoming(self, event: StasisStart) -> None:
         channel = event.channel
@@ -146,18 +193,18 @@ class Engine:
             return
         state = LegState.UP if channel.state == "Up" else LegState.INBOUND
         leg = CallLeg(channel, LegRole.INBOUND, party, state=state)
-        log.info(
-            "call %s from %s to %s %s", leg.call_sid, party.from_ or "?", "client" if peer_to_peer else "number", exten
-        )
-        session = CallSession(self.services, leg, number, peer_to_peer=peer_to_peer)
+        with for_call(leg.call_sid):
+            kind = "client" if peer_to_peer else "number"
+            log.info("call from %s to %s %s (%s)", party.from_ or "?", kind, exten, channel.name)
+        session = CallSession(self, leg, number, peer_to_peer=peer_to_peer)
         document = None
         if peer_to_peer:
             document = Document(verbs=(Dial(nouns=(Client(name=exten),)),), source=f"peer-to-peer call to {exten}")
         self.start_session(session, document)
 
-    async def _hangup_stray(self, channel_id: str, reason: Any = "normal") -> None:
+    async def _hangup_stray(self, channel_id: str, reason: HangupReason = "normal") -> None:
         try:
-            await self.services.ari.hangup(channel_id, reason)
+            await self.ari.hangup(channel_id, reason)
         except AriError:
             pass
 
@@ -165,28 +212,29 @@ class Engine:
 
     async def on_connected(self, reconnect: bool) -> None:
         """After a reconnect, re-read what Asterisk has: ARI does not replay the events we missed."""
-        if not reconnect or not self.legs:
+        if not reconnect or not (self.legs or self.bridges):
             return
-        ari = self.services.ari
         try:
-            listed_channels, listed_bridges = await asyncio.gather(ari.list_channels(), ari.list_bridges())
+            listed_channels, listed_bridges = await asyncio.gather(self.ari.list_channels(), self.ari.list_bridges())
         except AriError as exc:
             log.warning("could not re-read channels and bridges after reconnecting: %s", exc)
             return
         channels = {channel.id: channel for channel in listed_channels}
-        bridges = {bridge.id: bridge for bridge in listed_bridges}
+        listed = {bridge.id: bridge for bridge in listed_bridges}
         gone = [leg_id for leg_id in self.legs if leg_id not in channels]
         for leg_id in gone:
             self._gone(leg_id, None, "gone while the event stream was down")
-        for leg_id, leg in list(self.legs.items()):
+        for bridge_id, bridge in list(self.bridges.items()):
+            if (snapshot := listed.get(bridge_id)) is None:
+                self.bridges.pop(bridge_id)
+                bridge.set_state(BridgeState.GONE, "destroyed while the event stream was down")
+            else:
+                bridge.members = set(snapshot.channels)
+        for leg_id, leg in self.legs.items():
             if leg.role is LegRole.DIALED and channels[leg_id].state == "Up" and not leg.is_up:
                 leg.set_state(LegState.UP, "answered while the event stream was down")
-            bridge = bridges.get(leg.bridge_id or "")
-            if leg.bridge_id is not None and (bridge is None or leg_id not in bridge.channels):
-                leg.bridge_id = None
-        for session in {id(s): s for s in self.owner.values()}.values():
-            if session.bridge_id is not None and session.bridge_id not in bridges:
-                session.bridge_id = None  # destroyed meanwhile: the next Dial makes a new one
+            if leg.bridge is not None and (leg.bridge.is_gone or leg_id not in leg.bridge.members):
+                leg.bridge = None
         log.info("event stream back: %d calls, %d legs ended meanwhile", len(self.sessions), len(gone))
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -196,9 +244,7 @@ class Engine:
         pending = [task for task in self._tasks if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=timeout)
-        leftovers = [leg.id for leg in self.legs.values() if not leg.is_gone]
-        for channel_id in leftovers:
-            try:
-                await self.services.ari.hangup(channel_id, "normal")
-            except (CallGone, AriError):
-                pass
+        for leg in [leg for leg in self.legs.values() if not leg.is_gone]:
+            await self._hangup_stray(leg.id)
+        for bridge in [bridge for bridge in self.bridges.values() if not bridge.is_gone]:
+            await bridge.destroy(self.ari)

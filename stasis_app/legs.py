@@ -1,19 +1,35 @@
-"""One call leg (an Asterisk channel we own): its state machine and who it is to the RCML app."""
+"""One call leg (an Asterisk channel we own): its state machine, who it is to the RCML app, and its events.
+
+The engine keeps one :class:`CallLeg` per channel id (an identity map) and hands each leg the events that are
+about it: state changes through :meth:`CallLeg.set_state`, everything a verb may wait for (DTMF, a playback or
+recording finishing) through :meth:`CallLeg.deliver` to whoever :meth:`CallLeg.listen` s at the time.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from models.ari import Channel
+from models.ari import AriEvent, Channel
+from stasis_app.ari.protocol import AsteriskApi, HangupReason
+from stasis_app.errors import CallGone, StasisRcmlError
+from stasis_app.logs import for_call
 
-__all__ = ["CallLeg", "LegRole", "LegState", "Party", "new_call_sid"]
+if TYPE_CHECKING:
+    from stasis_app.bridges import Bridge
+
+__all__ = ["CallLeg", "LegEvents", "LegRole", "LegState", "Party", "hang_up", "new_call_sid"]
 
 log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=AriEvent)
 
 
 def new_call_sid() -> str:
@@ -47,8 +63,41 @@ class Party:
     label: str = ""  # a dialed party: the client name, number or SIP user the Dial named
 
 
+class LegEvents:
+    """The events of one leg, queued for the verb listening while it runs (see :meth:`CallLeg.listen`)."""
+
+    def __init__(self, leg: CallLeg) -> None:
+        self._leg = leg
+        self._queue: asyncio.Queue[AriEvent] = asyncio.Queue()
+
+    def put(self, event: AriEvent) -> None:
+        self._queue.put_nowait(event)
+
+    async def next(self, kind: type[E] | tuple[type[E], ...], *, timeout: float | None = None) -> E | None:
+        """The next event of ``kind``; None when ``timeout`` passes or the leg is gone first."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            while not self._queue.empty():
+                event = self._queue.get_nowait()
+                if isinstance(event, kind):
+                    return event
+            if self._leg.is_gone:
+                return None
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return None
+            getter = asyncio.ensure_future(self._queue.get())
+            waits: set[asyncio.Future[Any]] = {getter, self._leg.ended}
+            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+            elif isinstance(event := getter.result(), kind):
+                return event
+
+
 class CallLeg:
-    """A channel we own, with one state and futures the verbs wait on."""
+    """A channel we own, with one state and the futures verbs wait on."""
 
     def __init__(self, channel: Channel, role: LegRole, party: Party, *, state: LegState) -> None:
         self.channel = channel
@@ -57,10 +106,12 @@ class CallLeg:
         self.call_sid = new_call_sid()
         self.state = state
         self.cause: int | None = None  # Q.850 cause once GONE
+        self.hangup_cause: int | None = None  # the cause of a ChannelHangupRequest, until StasisEnd
         self.created = time.monotonic()
         self.answered_at: float | None = None
-        self.bridge_id: str | None = None  # the bridge Asterisk last reported it in
+        self.bridge: Bridge | None = None  # the bridge Asterisk last reported it in
         self.hanging_up = False  # a hangup was asked for: asking again only earns a second request (or a 404)
+        self._listeners: list[LegEvents] = []
         loop = asyncio.get_running_loop()
         self.up: asyncio.Future[None] = loop.create_future()
         self.ended: asyncio.Future[int] = loop.create_future()
@@ -68,6 +119,10 @@ class CallLeg:
     @property
     def id(self) -> str:
         return self.channel.id
+
+    @property
+    def name(self) -> str:
+        return self.channel.name or self.channel.id
 
     @property
     def label(self) -> str:
@@ -89,7 +144,9 @@ class CallLeg:
         if old is new or old is LegState.GONE:
             return
         self.state = new
-        log.debug("leg %s (%s) %s -> %s: %s", self.channel.name or self.id, self.call_sid, old.value, new.value, why)
+        if log.isEnabledFor(logging.DEBUG):
+            with for_call(self.call_sid):
+                log.debug("leg %s %s -> %s: %s", self.name, old.value, new.value, why)
         if new is LegState.UP:
             self.answered_at = time.monotonic()
             if not self.up.done():
@@ -102,6 +159,21 @@ class CallLeg:
                 # Nobody waits for an answer that can no longer come; cancel quietly.
                 self.up.cancel()
 
+    @contextlib.contextmanager
+    def listen(self) -> Iterator[LegEvents]:
+        """Receive this leg's events (DTMF, playback and recording finished...) while the block runs."""
+        events = LegEvents(self)
+        self._listeners.append(events)
+        try:
+            yield events
+        finally:
+            self._listeners.remove(events)
+
+    def deliver(self, event: AriEvent) -> None:
+        """An event about this leg, from the engine; nobody listening means nobody needs it."""
+        for events in self._listeners:
+            events.put(event)
+
     def call_status(self) -> str:
         """``CallStatus`` as Restcomm reports it."""
         match self.state:
@@ -113,4 +185,18 @@ class CallLeg:
                 return "completed" if self.answered_at is not None else "canceled"
 
     def __repr__(self) -> str:
-        return f"<CallLeg {self.channel.name or self.id} {self.role.value} {self.state.value}>"
+        return f"<CallLeg {self.name} {self.role.value} {self.state.value}>"
+
+
+async def hang_up(ari: AsteriskApi, leg: CallLeg, reason: HangupReason = "normal") -> None:
+    """Hang a leg up once, whoever asks first; a leg already gone is a normal case."""
+    if leg.is_gone or leg.hanging_up:
+        return
+    leg.hanging_up = True
+    try:
+        await ari.hangup(leg.id, reason)
+    except CallGone:
+        leg.set_state(LegState.GONE, "already gone")
+    except StasisRcmlError as exc:
+        leg.hanging_up = False
+        log.warning("could not hang up %s: %s", leg.name, exc)

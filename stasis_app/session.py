@@ -1,23 +1,32 @@
-"""A call session: one RCML document run on one leg, verb after verb, in that leg's bridge."""
+"""A call session: one RCML document run on one leg, verb after verb, in that leg's bridge.
+
+The session is the :class:`~stasis_app.context.CallContext` its verbs see, and the place a REFER on the call
+finds the number and the connected Dial (:class:`~stasis_app.transfer.TransferSite`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Mapping
+from enum import Enum
 from typing import Any, Protocol
 
+from models.ari import Channel, PlaybackFinished
 from models.config import NumberConfig, Settings
-from models.rcml import Document, HttpMethod
+from models.rcml import Document, HttpMethod, Verb
 from stasis_app.ari.protocol import AsteriskApi, HangupReason
-from stasis_app.errors import CallGone, MarkupError, StasisRcmlError, WebhookError
-from stasis_app.legs import CallLeg, LegState
+from stasis_app.bridges import PREFIX, Bridge
+from stasis_app.context import Needs
+from stasis_app.errors import AriError, CallGone, MarkupError, StasisRcmlError, WebhookError
+from stasis_app.legs import CallLeg, LegRole, LegState, Party, hang_up
+from stasis_app.logs import CALL_SID
+from stasis_app.outcomes import DialWatcher, Handover, HangupCall, Next, Outcome, Replace
+from stasis_app.transfer import Connection
 from stasis_app.verbs import EXECUTORS
-from stasis_app.verbs.base import Handover, HangupCall, Next, Outcome, Replace
 
-__all__ = ["API_VERSION", "CallSession", "Requester", "Services"]
+__all__ = ["API_VERSION", "CallSession", "Requester", "SessionHost", "SessionState"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +35,10 @@ API_VERSION = "2012-04-24"
 # A Dial that did not connect ends the call with a matching cause, so a caller that reached this number through
 # another number's <Dial> (a Local channel) sees busy as busy.
 _END_CAUSE: dict[str, HangupReason] = {"busy": "busy", "no-answer": "no_answer", "failed": "congestion"}
+
+# Documents one call may run (its first, then each Redirect, Dial action or Refer app): an app that redirects
+# to itself, or re-dials an undialable number from its action forever, ends here instead of spinning.
+MAX_DOCUMENTS = 100
 
 
 class Requester(Protocol):
@@ -36,25 +49,25 @@ class Requester(Protocol):
     ) -> Document: ...
 
 
-class Registry(Protocol):
-    """The engine's map of legs and the sessions that own them."""
-
-    def adopt(self, leg: CallLeg, session: CallSession) -> None: ...
-
-    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]: ...
-
-    def expect_playback(self, playback_id: str) -> asyncio.Future[None]: ...
-
-
-@dataclass
-class Services:
-    """What every session shares."""
+class SessionHost(Protocol):
+    """What a session needs of the engine: Asterisk, the requester, and the identity maps it registers in."""
 
     ari: AsteriskApi
     webhooks: Requester
     settings: Settings
-    registry: Registry
-    on_session_end: Callable[[CallSession], None] = field(default=lambda _session: None)
+
+    def register(self, leg: CallLeg, session: CallSession) -> None: ...
+
+    def new_bridge(self, owner: CallSession, name: str) -> Bridge: ...
+
+    def session_ended(self, session: CallSession) -> None: ...
+
+
+class SessionState(Enum):
+    STARTING = "starting"  # fetching the first document
+    RUNNING = "running"  # running verbs
+    ENDING = "ending"  # hanging up its legs, destroying its bridge
+    ENDED = "ended"
 
 
 class CallSession:
@@ -62,38 +75,47 @@ class CallSession:
 
     def __init__(
         self,
-        services: Services,
+        host: SessionHost,
         leg: CallLeg,
         number: NumberConfig,
         *,
-        bridge_id: str | None = None,
+        bridge: Bridge | None = None,
+        watcher: DialWatcher | None = None,
         peer_to_peer: bool = False,
     ) -> None:
         self.id = uuid.uuid4().hex
-        self.peer_to_peer = peer_to_peer  # a client calling a client by name: no RCML, no transfers
-        self.services = services
+        self.host = host
         self.leg = leg
-        self.number = number
-        self.bridge_id = bridge_id
+        self._number = number
+        self.peer_to_peer = peer_to_peer  # a client calling a client by name: no RCML, no transfers
+        self.state = SessionState.STARTING
+        self.own_bridge: Bridge | None = bridge
+        if bridge is not None:
+            bridge.owner = self
         self.dial_legs: dict[str, CallLeg] = {}
-        self.peer: CallLeg | None = None  # the party a Dial connected, while connected
-        self.transferor: CallLeg | None = None  # set while a REFER on this call is being handled
+        self.connection: Connection | None = None  # the Dial's connected pair, while connected
         self.last_dial_status: str | None = None
         self.document_source = ""
+        self.documents = 0
+        self._watcher = watcher
+        self._watcher_given = False
+        self._ringback: str | None = None  # playback id of an in-band ring tone
+        self._bridge_lock = asyncio.Lock()
         self._interrupt: asyncio.Future[Outcome] | None = None
-        self._changed: asyncio.Future[None] | None = None
-        self._dial_watch: asyncio.Future[str] | None = None
-        services.registry.adopt(leg, self)
+        host.register(leg, self)
 
-    # -- what verbs use -------------------------------------------------------------------------------------
+    def set_state(self, new: SessionState, why: str) -> None:
+        old = self.state
+        if old is new or old is SessionState.ENDED:
+            return
+        self.state = new
+        log.debug("session %s -> %s: %s", old.value, new.value, why)
+
+    # -- TransferSite -----------------------------------------------------------------------------------------
 
     @property
-    def ari(self) -> AsteriskApi:
-        return self.services.ari
-
-    @property
-    def settings(self) -> Settings:
-        return self.services.settings
+    def number(self) -> NumberConfig:
+        return self._number
 
     def params(self, leg: CallLeg | None = None) -> dict[str, str]:
         """The standard request parameters of a leg's call, as Restcomm sends them."""
@@ -110,81 +132,133 @@ class CallSession:
             "ForwardedFrom": leg.party.forwarded_from,
         }
 
+    # -- CallContext ------------------------------------------------------------------------------------------
+
+    @property
+    def caller(self) -> CallLeg:
+        return self.leg
+
+    @property
+    def settings(self) -> Settings:
+        return self.host.settings
+
+    @property
+    def ari(self) -> AsteriskApi:
+        return self.host.ari
+
     async def fetch(self, url: str, method: HttpMethod, extra: Mapping[str, str] | None = None) -> Document:
-        """Request an application URL with this call's parameters (plus ``extra``), relative to the document."""
         params = self.params() | dict(extra or {})
-        return await self.services.webhooks.fetch(url, method, params, base=self.document_source or None)
+        return await self.host.webhooks.fetch(url, method, params, base=self.document_source or None)
 
     async def answer(self) -> None:
-        """Answer the caller if nobody has yet."""
         if self.leg.state is LegState.INBOUND:
             await self.ari.answer(self.leg.id)
             self.leg.set_state(LegState.UP, "answered by the app")
 
-    async def ensure_bridge(self) -> str:
-        """The session's mixing bridge, created on first use."""
-        if self.bridge_id is None:
-            bridge_id = uuid.uuid4().hex
-            await self.ari.create_bridge(bridge_id, f"rcml-{self.number.number}")
-            self.bridge_id = bridge_id
-        return self.bridge_id
+    async def ring(self) -> None:
+        try:
+            if self.leg.is_up:
+                # An answered call hears no 180: play the ring tone in-band instead.
+                self._ringback = uuid.uuid4().hex
+                await self.ari.play(self.leg.id, "tone:ring", self._ringback)
+            else:
+                await self.ari.ring(self.leg.id)
+        except AriError as exc:  # no ringback is no reason to fail the Dial
+            log.debug("no ringback for %s: %s", self.leg.name, exc)
+            self._ringback = None
 
-    def adopt(self, leg: CallLeg) -> None:
-        """A leg this session's Dial created: hung up with the session unless handed on."""
+    async def stop_ringing(self) -> None:
+        if self._ringback is not None:
+            playback, self._ringback = self._ringback, None
+            try:
+                await self.ari.stop_playback(playback)
+            except AriError:
+                pass
+
+    def new_leg(self, endpoint: str, party: Party) -> CallLeg:
+        leg = CallLeg(Channel(id=uuid.uuid4().hex, name=endpoint), LegRole.DIALED, party, state=LegState.CALLING)
         for gone in [leg_id for leg_id, old in self.dial_legs.items() if old.is_gone]:
             del self.dial_legs[gone]
         self.dial_legs[leg.id] = leg
-        self.services.registry.adopt(leg, self)
+        self.host.register(leg, self)
+        return leg
 
-    # -- transfers ------------------------------------------------------------------------------------------
+    async def originate(self, leg: CallLeg, endpoint: str, caller_id: str, timeout: int) -> bool:
+        try:
+            await self.ari.originate(
+                endpoint=endpoint,
+                channel_id=leg.id,
+                app_args="dial",
+                caller_id=caller_id,
+                timeout=timeout,
+                originator=self.leg.id,
+            )
+        except AriError as exc:
+            log.warning("number %s: cannot dial %s: %s", self._number.number, endpoint, exc.reason)
+            # No channel was made, so no event will ever say it ended: it ends here.
+            leg.set_state(LegState.GONE, f"originate refused: {exc.reason}", cause=34)
+            return False
+        return True
+
+    async def hang_up(self, leg: CallLeg, reason: HangupReason = "normal") -> None:
+        await hang_up(self.ari, leg, reason)
+
+    async def bridge(self) -> Bridge:
+        async with self._bridge_lock:
+            if self.own_bridge is None or self.own_bridge.is_gone:
+                bridge = self.host.new_bridge(self, f"{PREFIX}{self._number.number}")
+                self.own_bridge = bridge
+                await bridge.create(self.ari)
+            return self.own_bridge
+
+    async def join(self, leg: CallLeg) -> None:
+        await (await self.bridge()).join(self.ari, leg)
+
+    async def play(self, media: str) -> bool:
+        playback_id = uuid.uuid4().hex
+        with self.leg.listen() as events:
+            await self.ari.play(self.leg.id, media, playback_id)
+            while (finished := await events.next(PlaybackFinished)) is not None:
+                if finished.playback.id == playback_id:
+                    return True
+        return False
+
+    def connect(self, peer: CallLeg, bridge: Bridge) -> Connection:
+        self.connection = Connection(self.leg, peer, bridge)
+        return self.connection
+
+    def dial_watcher(self) -> DialWatcher | None:
+        if self._watcher_given:
+            return None
+        self._watcher_given = True
+        return self._watcher
+
+    def dial_ended(self, status: str) -> None:
+        self.last_dial_status = status
+
+    def let_go(self, leg: CallLeg) -> None:
+        """A transfer took ``leg`` over: this session no longer hangs it up."""
+        self.dial_legs.pop(leg.id, None)
+
+    # -- running --------------------------------------------------------------------------------------------
 
     def interrupt(self, outcome: Outcome) -> bool:
-        """End the connected Dial with ``outcome`` (a transfer). False if no Dial is connected any more."""
+        """Stop the running verb (whichever it is) and go on with ``outcome``; False if no verb is running."""
         if self._interrupt is None or self._interrupt.done():
             return False
         self._interrupt.set_result(outcome)
         return True
 
-    def open_interrupt(self) -> asyncio.Future[Outcome]:
-        self._interrupt = asyncio.get_running_loop().create_future()
-        return self._interrupt
-
-    def close_interrupt(self) -> None:
-        if self._interrupt is not None and not self._interrupt.done():
-            self._interrupt.cancel()
-        self._interrupt = None
-
-    def changed(self) -> asyncio.Future[None]:
-        """Resolves the next time :meth:`set_transferor` runs, so a waiting Dial re-reads who may leave."""
-        if self._changed is None or self._changed.done():
-            self._changed = asyncio.get_running_loop().create_future()
-        return self._changed
-
-    def set_transferor(self, leg: CallLeg | None) -> None:
-        self.transferor = leg
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-
-    def watch_first_dial(self) -> asyncio.Future[str]:
-        """Resolves with the status of the next Dial this session runs (``answered`` when it connects)."""
-        self._dial_watch = asyncio.get_running_loop().create_future()
-        return self._dial_watch
-
-    def report_dial(self, status: str) -> None:
-        if self._dial_watch is not None and not self._dial_watch.done():
-            self._dial_watch.set_result(status)
-
-    # -- running --------------------------------------------------------------------------------------------
-
     async def run(self, document: Document | None = None) -> None:
         """Fetch the Voice URL (unless given a document), run it, then end the call."""
+        CALL_SID.set(self.leg.call_sid)  # this task's own context: every line it logs names the call
         outcome: Outcome
         try:
             if document is None:
-                document = await self.fetch(self.number.voice_url, self.number.voice_method)
+                document = await self.fetch(self._number.voice_url, self._number.voice_method)
             outcome = await self._execute(document)
         except (WebhookError, MarkupError) as exc:
-            log.warning("number %s, call %s: %s; hanging up", self.number.number, self.leg.call_sid, exc)
+            log.warning("number %s: %s; hanging up", self._number.number, exc)
             outcome = HangupCall("normal" if self.leg.is_up else "congestion")
         except CallGone:
             outcome = HangupCall()
@@ -192,62 +266,84 @@ class CallSession:
             await self._finish(HangupCall())
             raise
         except StasisRcmlError as exc:
-            log.error("number %s, call %s: %s; hanging up", self.number.number, self.leg.call_sid, exc)
+            log.error("number %s: %s; hanging up", self._number.number, exc)
+            outcome = HangupCall("normal" if self.leg.is_up else "congestion")
+        except Exception:
+            # A bug, not a call problem: said once, with the traceback, and the call still ends cleanly.
+            log.exception("number %s: bug while running the call; hanging up", self._number.number)
             outcome = HangupCall("normal" if self.leg.is_up else "congestion")
         await self._finish(outcome)
 
     async def _execute(self, document: Document) -> Outcome:
-        verbs = document.verbs
-        self.document_source = document.source
-        index = 0
+        self.set_state(SessionState.RUNNING, document.source)
+        verbs, index = self._start_document(document)
         while index < len(verbs):
             if self.leg.is_gone:
                 return HangupCall()
             verb = verbs[index]
             index += 1
-            outcome = await EXECUTORS[type(verb)].execute(self, verb)
+            executor = EXECUTORS[type(verb)]
+            if executor.needs is Needs.ANSWERED:
+                await self.answer()
+            outcome = await self._run_verb(executor.execute(self, verb))
             match outcome:
                 case Next():
-                    continue
-                case Replace(document=replacement):
-                    verbs, index = replacement.verbs, 0
-                    self.document_source = replacement.source
+                    await asyncio.sleep(0)  # a document of instant verbs must not hold the loop
+                case Replace(document=replacement, watcher=watcher):
+                    if self.documents >= MAX_DOCUMENTS:
+                        log.warning(
+                            "number %s: %d documents in one call (Redirect or action loop?); hanging up",
+                            self._number.number,
+                            self.documents,
+                        )
+                        return HangupCall("normal" if self.leg.is_up else "congestion")
+                    if watcher is not None:
+                        self._watcher, self._watcher_given = watcher, False
+                    verbs, index = self._start_document(replacement)
+                    await asyncio.sleep(0)
                 case HangupCall() | Handover():
                     return outcome
         reason = "normal" if self.leg.is_up else _END_CAUSE.get(self.last_dial_status or "", "normal")
         return HangupCall(reason)
 
-    async def _finish(self, outcome: Outcome) -> None:
-        self.close_interrupt()
-        self.report_dial("canceled")
+    def _start_document(self, document: Document) -> tuple[tuple[Verb, ...], int]:
+        self.documents += 1
+        self.document_source = document.source
+        return document.verbs, 0
+
+    async def _run_verb(self, running: Coroutine[Any, Any, Outcome]) -> Outcome:
+        interrupt: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._interrupt = interrupt
+        task = asyncio.ensure_future(running)
         try:
+            await asyncio.wait({task, interrupt}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return interrupt.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            self._interrupt = None
+
+    async def _finish(self, outcome: Outcome) -> None:
+        self.set_state(SessionState.ENDING, type(outcome).__name__)
+        try:
+            await self.stop_ringing()
+            if self.connection is not None:
+                self.connection.close()
+            if self._watcher is not None:
+                self._watcher.dial_decided("canceled", None)  # ignored if its Dial decided already
             if isinstance(outcome, Handover):
                 return
             reason = outcome.reason if isinstance(outcome, HangupCall) else "normal"
-            jobs = [self.hang_up(leg, "normal") for leg in self.dial_legs.values() if leg is not self.transferor]
-            if self.leg is not self.transferor:
-                jobs.append(self.hang_up(self.leg, reason))
+            jobs = [self.hang_up(leg) for leg in self.dial_legs.values()]
+            jobs.append(self.hang_up(self.leg, reason))
             await asyncio.gather(*jobs)
-            if self.bridge_id is not None:
-                bridge_id, self.bridge_id = self.bridge_id, None
-                try:
-                    await self.ari.destroy_bridge(bridge_id)
-                except CallGone:
-                    pass
-                except StasisRcmlError as exc:
-                    log.warning("could not destroy bridge %s: %s", bridge_id, exc)
+            if self.own_bridge is not None and self.own_bridge.owner is self:
+                await self.own_bridge.destroy(self.ari)
         finally:
-            self.services.on_session_end(self)
-
-    async def hang_up(self, leg: CallLeg, reason: HangupReason = "normal") -> None:
-        """Hang a leg up once, whoever asks first; a leg already gone is a normal case."""
-        if leg.is_gone or leg.hanging_up:
-            return
-        leg.hanging_up = True
-        try:
-            await self.ari.hangup(leg.id, reason)
-        except CallGone:
-            leg.set_state(LegState.GONE, "already gone")
-        except StasisRcmlError as exc:
-            leg.hanging_up = False
-            log.warning("could not hang up %s: %s", leg.channel.name or leg.id, exc)
+            self.set_state(SessionState.ENDED, "done")
+            self.host.session_ended(self)

@@ -2,158 +2,312 @@
 
 Asterisk (``PJSIP_TRANSFER_HANDLING()=ari-only``) answers the REFER 202 and raises one ``ChannelTransfer``
 without ``state``; every ``transfer_progress`` we post comes back as another ``ChannelTransfer`` with ``state``,
-which is only an echo. The refer app's RCML runs on the transferee's call, in the transferee's bridge, and the
-outcome of its first Dial becomes the transferor's final NOTIFY. The transferor stays up (out of the bridge)
-until then: hanging it up earlier makes Asterisk send it a 503 sipfrag although the transfer worked.
+which is only an echo.
+
+A REFER is offered to the :class:`Connection` of the Dial that connected the call (the Dial owns its bridge and
+so its REFERs). Accepted, it becomes a :class:`Transfer`: named roles and one status, whose transitions post
+``transfer_progress`` (the transferor's NOTIFYs). The refer app's RCML runs on the transferee's call, in the
+transferee's bridge; its first Dial decides the final NOTIFY. The transferor stays up (out of the bridge) until
+then: hanging it up earlier makes Asterisk send it a 503 sipfrag although the transfer worked.
+
+    accepted -> fetching -> dialing -> answered | declined | unavailable -> ended
+             \\-> declined (Refer URL failed: the call stays as it was) -> ended
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING
+import uuid
+from collections.abc import Awaitable, Mapping
+from enum import Enum
+from typing import Any, Protocol
 
 from models.ari import ChannelTransfer, TransferState
-from models.rcml import Dial, Document
+from models.config import NumberConfig
+from models.rcml import Dial, Document, HttpMethod
+from stasis_app.ari.protocol import AsteriskApi
+from stasis_app.bridges import Bridge
 from stasis_app.errors import AriError, CallGone, MarkupError, WebhookError
-from stasis_app.legs import CallLeg
+from stasis_app.legs import CallLeg, hang_up
+from stasis_app.logs import for_call
+from stasis_app.outcomes import Handover, Outcome, Replace
 from stasis_app.routing import UnsafeTarget, check_refer_target
-from stasis_app.session import CallSession
-from stasis_app.verbs.base import Handover, Outcome, Replace
 
-if TYPE_CHECKING:
-    from stasis_app.engine import Engine
-
-__all__ = ["TransferHandler"]
+__all__ = ["Connection", "Transfer", "TransferHost", "TransferStatus", "Transfers"]
 
 log = logging.getLogger(__name__)
 
-# The first Dial of the refer app decides the transferor's final NOTIFY.
-_FINAL_STATE = {
-    "answered": TransferState.ANSWERED,  # 200
-    "busy": TransferState.DECLINED,  # 603
+
+class TransferStatus(Enum):
+    ACCEPTED = "accepted"
+    FETCHING = "fetching"  # the Refer URL is being requested
+    DIALING = "dialing"  # the refer app's first Dial rings
+    ANSWERED = "answered"
+    DECLINED = "declined"
+    UNAVAILABLE = "unavailable"
+    ENDED = "ended"  # final NOTIFY sent, transferor let go
+
+
+_FINAL = (TransferStatus.ANSWERED, TransferStatus.DECLINED, TransferStatus.UNAVAILABLE)
+# What the transferor's phone is told on entering a status (its NOTIFY sipfrag: 100, 200, 603, 503).
+_NOTIFY = {
+    TransferStatus.FETCHING: TransferState.PROGRESS,
+    TransferStatus.ANSWERED: TransferState.ANSWERED,
+    TransferStatus.DECLINED: TransferState.DECLINED,
+    TransferStatus.UNAVAILABLE: TransferState.UNAVAILABLE,
 }
+# The refer app's first Dial -> the final status.
+_DIAL_FINAL = {"answered": TransferStatus.ANSWERED, "busy": TransferStatus.DECLINED}
 
 
-class TransferHandler:
-    """Accepts or declines each REFER, runs the refer app and keeps the transferor's phone informed."""
+class Transfer:
+    """One accepted REFER: its roles and its status. Implements :class:`~stasis_app.outcomes.DialWatcher` for
+    the refer app's first Dial."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, ari: AsteriskApi, transferor: CallLeg, transferee: CallLeg, target: str) -> None:
+        self.id = uuid.uuid4().hex[:8]
+        self.transferor = transferor
+        self.transferee = transferee
+        self.target = target  # the Refer-To user part, checked safe
+        self.target_legs: list[str] = []  # channel ids the refer app's Dial rings, once known
+        self.target_leg: str | None = None  # the one that answered
+        self.status = TransferStatus.ACCEPTED
+        # How the Dial that owns the bridge goes on: an outcome once the refer app is in hand, None when the
+        # REFER was declined and the call stays as it was.
+        self.handoff: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+        self.decided: asyncio.Future[TransferStatus] = asyncio.get_running_loop().create_future()
+        self._ari = ari
+        self._posts: asyncio.Task[None] | None = None
+
+    def role(self, channel_id: str) -> str | None:
+        """``transferor``, ``transferee``, ``target`` or None."""
+        if channel_id == self.transferor.id:
+            return "transferor"
+        if channel_id == self.transferee.id:
+            return "transferee"
+        if channel_id == self.target_leg or channel_id in self.target_legs:
+            return "target"
+        return None
+
+    def move(self, new: TransferStatus, why: str) -> None:
+        """The one transition: logs ``transfer <id>: old -> new`` and posts the NOTIFY the new status means.
+        Posts go out in order; a final status is reached once (later ones are ignored)."""
+        old = self.status
+        if old is new or old is TransferStatus.ENDED or (old in _FINAL and new is not TransferStatus.ENDED):
+            return
+        self.status = new
+        with for_call(self.transferee.call_sid):
+            log.info("transfer %s: %s -> %s (%s)", self.id, old.value, new.value, why)
+        if (state := _NOTIFY.get(new)) is not None:
+            self._post(state)
+        if new in _FINAL and not self.decided.done():
+            self.decided.set_result(new)
+
+    async def posted(self) -> None:
+        """Wait until every NOTIFY asked for so far went out."""
+        if self._posts is not None:
+            await asyncio.shield(self._posts)
+
+    # -- DialWatcher: the refer app's first Dial ------------------------------------------------------------
+
+    def dial_started(self, ringing: list[str]) -> None:
+        self.target_legs = list(ringing)
+        self.move(TransferStatus.DIALING, f"refer app dials {len(ringing)} target(s)")
+
+    def dial_decided(self, status: str, answered_by: str | None) -> None:
+        self.target_leg = answered_by
+        self.move(_DIAL_FINAL.get(status, TransferStatus.UNAVAILABLE), f"refer app's Dial {status}")
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _post(self, state: TransferState) -> None:
+        previous = self._posts
+        self._posts = asyncio.ensure_future(self._post_after(previous, state))
+
+    async def _post_after(self, previous: asyncio.Task[None] | None, state: TransferState) -> None:
+        if previous is not None:
+            await asyncio.shield(previous)
+        try:
+            await self._ari.transfer_progress(self.transferor.id, state)
+        except CallGone:
+            # The transferor hung up after the 202, as phones do: the NOTIFY has nobody to go to.
+            log.debug("transfer %s: NOTIFY %s: transferor already gone", self.id, state.value)
+        except AriError as exc:
+            log.warning("transfer %s: NOTIFY %s failed: %s", self.id, state.value, exc)
+
+
+class Connection:
+    """A Dial's caller and peer in its bridge while connected: where a REFER on the call is offered."""
+
+    def __init__(self, caller: CallLeg, peer: CallLeg, bridge: Bridge) -> None:
+        self.caller = caller
+        self.peer = peer
+        self.bridge = bridge
+        self.transfer: Transfer | None = None
+        self.active = True
+        self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def changed(self) -> asyncio.Future[None]:
+        """Resolves when a transfer is offered (so the Dial re-reads who may leave)."""
+        if self._changed.done():
+            self._changed = asyncio.get_running_loop().create_future()
+        return self._changed
+
+    def offer(self, transfer: Transfer) -> None:
+        self.transfer = transfer
+        if not self._changed.done():
+            self._changed.set_result(None)
+
+    def close(self) -> None:
+        """The Dial is over: a transfer not handed off yet has no call to go to."""
+        self.active = False
+
+
+class TransferSite(Protocol):
+    """What a transfer needs of the call session a REFER arrives on."""
+
+    @property
+    def number(self) -> NumberConfig: ...
+
+    @property
+    def leg(self) -> CallLeg: ...
+
+    @property
+    def peer_to_peer(self) -> bool: ...
+
+    @property
+    def connection(self) -> Connection | None: ...
+
+    def params(self, leg: CallLeg | None = None) -> dict[str, str]: ...
+
+
+class TransferHost(Protocol):
+    """What the transfer service needs of the engine."""
+
+    ari: AsteriskApi
+
+    def site(self, channel_id: str) -> tuple[CallLeg, TransferSite] | None: ...
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]: ...
+
+    async def fetch(self, url: str, method: HttpMethod, params: Mapping[str, str]) -> Document: ...
+
+    def take_over(
+        self, site: TransferSite, leg: CallLeg, bridge: Bridge, document: Document, watcher: Transfer | None
+    ) -> None:
+        """Run ``document`` on ``leg`` (the callee of ``site``'s Dial) as a session of its own that owns
+        ``bridge``; ``watcher`` hears how its first Dial goes."""
+
+
+class Transfers:
+    """Accepts or declines each REFER, and drives each accepted one to its end."""
+
+    def __init__(self, host: TransferHost) -> None:
+        self.host = host
 
     def on_transfer(self, event: ChannelTransfer) -> None:
         """Handle a ``ChannelTransfer`` event; echoes of our own ``transfer_progress`` are ignored."""
         if event.state is not None:
             return
         source = event.referred_by.source_channel
-        destination = event.refer_to.requested_destination
-        leg = self.engine.legs.get(source.id)
-        session = self.engine.owner.get(source.id)
-        if leg is None or session is None:
+        destination = event.refer_to.requested_destination.destination
+        found = self.host.site(source.id)
+        if found is None:
             return self._decline(source.id, source.name, "the call is not one this app runs")
-        if destination.destination is None:
-            return self._decline(leg.id, source.name, "attended transfer (Replaces) is not supported")
-        if session.peer_to_peer:
-            return self._decline(leg.id, source.name, "peer-to-peer client call: not made by an RCML Dial")
-        if session.peer is None or leg not in (session.leg, session.peer):
-            return self._decline(leg.id, source.name, "the call is not connected by an RCML Dial")
-        if session.transferor is not None:
-            return self._decline(leg.id, source.name, "a transfer is already in progress on this call")
-        if session.number.refer_url is None:
-            return self._decline(leg.id, source.name, f"number {session.number.number} has no Refer URL")
+        leg, site = found
+        connection = site.connection
+        if destination is None:
+            return self._decline(leg.id, leg.name, "attended transfer (Replaces) is not supported")
+        if site.peer_to_peer:
+            return self._decline(leg.id, leg.name, "peer-to-peer client call: not made by an RCML Dial")
+        if connection is None or not connection.active or leg not in (connection.caller, connection.peer):
+            return self._decline(leg.id, leg.name, "the call is not connected by an RCML Dial")
+        if connection.transfer is not None:
+            return self._decline(leg.id, leg.name, "a transfer is already in progress on this call")
+        if site.number.refer_url is None:
+            return self._decline(leg.id, leg.name, f"number {site.number.number} has no Refer URL")
         try:
-            target = check_refer_target(destination.destination)
+            target = check_refer_target(destination)
         except UnsafeTarget as exc:
-            return self._decline(leg.id, source.name, str(exc))
-        transferee = session.peer if leg is session.leg else session.leg
-        # Claimed now, synchronously, so a second REFER in the same breath is declined.
-        session.set_transferor(leg)
-        self.engine.spawn(self._transfer(session, leg, transferee, target), f"transfer-{leg.id}")
+            return self._decline(leg.id, leg.name, str(exc))
+        transferee = connection.peer if leg is connection.caller else connection.caller
+        # Offered now, synchronously, so a second REFER in the same breath is declined.
+        transfer = Transfer(self.host.ari, leg, transferee, target)
+        connection.offer(transfer)
+        with for_call(transferee.call_sid):
+            log.info(
+                "transfer %s: REFER on number %s: %s transfers %s to %s",
+                transfer.id,
+                site.number.number,
+                leg.label,
+                transferee.label,
+                target,
+            )
+        self.host.spawn(self._run(site, connection, transfer), f"transfer-{transfer.id}")
 
     def _decline(self, channel_id: str, name: str, reason: str) -> None:
-        log.info("REFER from %s declined: %s", name or channel_id, reason)
-        self.engine.spawn(self._post(channel_id, TransferState.DECLINED), f"decline-{channel_id}")
+        log.info("REFER from %s declined: %s", name, reason)
+        self.host.spawn(self._post_decline(channel_id), f"decline-{channel_id}")
 
-    async def _transfer(self, session: CallSession, transferor: CallLeg, transferee: CallLeg, target: str) -> None:
-        number = session.number
+    async def _post_decline(self, channel_id: str) -> None:
+        try:
+            await self.host.ari.transfer_progress(channel_id, TransferState.DECLINED)
+        except AriError as exc:
+            log.debug("transfer_progress declined on %s: %s", channel_id, exc)
+
+    async def _run(self, site: TransferSite, connection: Connection, transfer: Transfer) -> None:
+        number = site.number
         assert number.refer_url is not None  # checked before the transfer was accepted
-        log.info(
-            "REFER on number %s: %s transfers %s to %s",
-            number.number,
-            transferor.label,
-            transferee.label,
-            target,
-        )
-        progress = self.engine.spawn(self._post(transferor.id, TransferState.PROGRESS), "transfer-progress")
-        params = session.params(transferee) | {
-            "Transferor": transferor.label,
-            "Transferee": transferee.label,
-            "ReferTarget": target,
+        transfer.move(TransferStatus.FETCHING, f"requesting {number.refer_url}")
+        params = site.params(transfer.transferee) | {
+            "Transferor": transfer.transferor.label,
+            "Transferee": transfer.transferee.label,
+            "ReferTarget": transfer.target,
         }
-        final = TransferState.UNAVAILABLE
-        owned = True  # until the transferor is hung up, or handed back to a call that goes on
+        keep_transferor = False
         try:
             try:
-                document = await self.engine.services.webhooks.fetch(number.refer_url, number.refer_method, params)
+                document = await self.host.fetch(number.refer_url, number.refer_method, params)
             except (WebhookError, MarkupError) as exc:
                 log.warning("REFER on number %s declined: %s", number.number, exc)
-                final = TransferState.DECLINED
-                if self._give_back(session, transferor, transferee):
-                    owned = False
-                    await progress
-                    await self._post(transferor.id, final)
+                transfer.move(TransferStatus.DECLINED, "Refer URL failed; the call stays as it was")
+                # Back to the call it was on, if both parties still are.
+                keep_transferor = connection.active and not transfer.transferee.is_gone
+                self._hand_off(connection, transfer, None)
                 return
-            final = await self._run_refer_app(session, transferor, transferee, document)
+            await self._run_refer_app(site, connection, transfer, document)
+            await transfer.decided
         finally:
-            if not progress.done():
-                await progress
-            if session.transferor is transferor:
-                session.set_transferor(None)
-            if owned and not transferor.is_gone:
-                # A final NOTIFY first, then the hangup: the other order makes Asterisk NOTIFY 503 itself.
-                await self._post(transferor.id, final)
-                await session.hang_up(transferor)
-
-    def _give_back(self, session: CallSession, transferor: CallLeg, transferee: CallLeg) -> bool:
-        """A declined REFER leaves the call as it was, if both parties are still in it."""
-        session.set_transferor(None)
-        connected = session.peer is not None and transferor in (session.leg, session.peer)
-        return connected and not transferor.is_gone and not transferee.is_gone
+            await transfer.posted()
+            if not keep_transferor and not transfer.transferor.is_gone:
+                # The final NOTIFY went first: the other order makes Asterisk NOTIFY 503 itself.
+                await hang_up(self.host.ari, transfer.transferor)
+            transfer.move(TransferStatus.ENDED, "transferor let go" if not keep_transferor else "call goes on")
 
     async def _run_refer_app(
-        self, session: CallSession, transferor: CallLeg, transferee: CallLeg, document: Document
-    ) -> TransferState:
-        bridge_id = session.bridge_id
-        takes_over = transferee is session.leg
-        outcome: Outcome = Replace(document) if takes_over else Handover()
-        if not session.interrupt(outcome):
-            log.info("transfer on number %s abandoned: the call ended meanwhile", session.number.number)
-            return TransferState.UNAVAILABLE
-        runner = session
+        self, site: TransferSite, connection: Connection, transfer: Transfer, document: Document
+    ) -> None:
+        has_dial = any(isinstance(verb, Dial) for verb in document.verbs)
+        watcher = transfer if has_dial else None
+        takes_over = transfer.transferee is connection.caller
+        outcome: Outcome = Replace(document, watcher) if takes_over else Handover()
+        if not self._hand_off(connection, transfer, outcome):
+            transfer.move(TransferStatus.UNAVAILABLE, "the call ended meanwhile")
+            return
         if not takes_over:
             # The caller is the one leaving: the callee's leg gets a session of its own, in the same bridge.
-            session.bridge_id = None
-            runner = CallSession(self.engine.services, transferee, session.number, bridge_id=bridge_id)
-            runner.transferor = transferor
-        has_dial = any(isinstance(verb, Dial) for verb in document.verbs)
-        watch = runner.watch_first_dial() if has_dial else None
-        if runner is not session:
-            self.engine.start_session(runner, document)
-        if bridge_id is not None:
-            try:
-                await self.engine.services.ari.remove_from_bridge(bridge_id, transferor.id)
-            except AriError:
-                pass  # gone already, or out of the bridge already: either way it is out
-        if watch is None:
-            return TransferState.ANSWERED  # a refer app without a Dial counts as answered once it starts
-        status = await watch
-        log.info("transfer on number %s: refer app's Dial %s", session.number.number, status)
-        return _FINAL_STATE.get(status, TransferState.UNAVAILABLE)
+            self.host.take_over(site, transfer.transferee, connection.bridge, document, watcher)
+        await connection.bridge.release(self.host.ari, transfer.transferor)
+        if not has_dial:
+            transfer.move(TransferStatus.ANSWERED, "refer app has no Dial: counted as answered once it starts")
 
-    async def _post(self, channel_id: str, state: TransferState) -> None:
-        try:
-            await self.engine.services.ari.transfer_progress(channel_id, state)
-        except CallGone:
-            # The transferor hung up after the 202, as phones do: the NOTIFY has nobody to go to.
-            log.debug("transfer_progress %s on %s: transferor already gone", state.value, channel_id)
-        except AriError as exc:
-            log.warning("transfer_progress %s on %s failed: %s", state.value, channel_id, exc)
+    @staticmethod
+    def _hand_off(connection: Connection, transfer: Transfer, outcome: Outcome | None) -> bool:
+        """Tell the Dial that owns the bridge how to go on; False if it is over already."""
+        if not connection.active or transfer.handoff.done():
+            if not transfer.handoff.done():
+                transfer.handoff.set_result(None)
+            return False
+        transfer.handoff.set_result(outcome)
+        return True

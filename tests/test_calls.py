@@ -292,7 +292,7 @@ async def test_peer_to_peer_client_call_needs_no_rcml(tmp_path):
         rig.settings = rig.settings.model_copy(
             update={"routing": RoutingSettings(apps_dir=tmp_path, clients=("alice", "bob"))}
         )
-        rig.engine.settings = rig.engine.services.settings = rig.settings
+        rig.engine.settings = rig.settings
         rig.fake.phone("PJSIP/bob", answer_after=0.01)
 
         alice = await rig.call("alice", "bob")

@@ -92,8 +92,10 @@ async def test_a_bridge_destroyed_while_the_event_stream_was_down_is_forgotten(r
     await rig.fake.api.destroy_bridge(bridge)  # someone else's doing
     await rig.fake.reconnect()
 
-    assert session.bridge_id is None
-    assert rig.engine.legs[alice].bridge_id is None
+    assert session.own_bridge is not None
+    assert session.own_bridge.is_gone
+    assert bridge not in rig.engine.bridges
+    assert rig.engine.legs[alice].bridge is None
     await rig.fake.phone_hangup(alice)
     await rig.idle()
     rig.fake.assert_nothing_leaked()

@@ -208,7 +208,7 @@ async def test_refer_on_a_peer_to_peer_call_is_declined(tmp_path):
 
     async with Rig(tmp_path) as rig:
         rig.settings = rig.settings.model_copy(update={"routing": RoutingSettings(apps_dir=tmp_path, clients=("bob",))})
-        rig.engine.settings = rig.engine.services.settings = rig.settings
+        rig.engine.settings = rig.settings
         rig.fake.phone("PJSIP/bob", answer_after=0.01)
         alice = await rig.call("alice", "bob")
         await rig.until(lambda: rig.fake.bridged_with(alice))

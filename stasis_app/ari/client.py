@@ -23,7 +23,7 @@ from stasis_app.errors import AriError
 
 __all__ = ["AriClient"]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 class AriClient(AriRest):
@@ -91,7 +91,7 @@ class AriClient(AriRest):
         try:
             await self.set_event_filter()
         except AriError as exc:
-            logger.warning("ARI event filter not set, receiving every event type: %s", exc)
+            log.warning("ARI event filter not set, receiving every event type: %s", exc)
 
 
 if TYPE_CHECKING:

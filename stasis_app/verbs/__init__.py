@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from models import rcml
-from stasis_app.verbs.base import Handover, HangupCall, Next, Outcome, Replace, VerbExecutor
+from stasis_app.context import VerbExecutor
 from stasis_app.verbs.dial import DialVerb
 from stasis_app.verbs.hangup import HangupVerb
 from stasis_app.verbs.pause import PauseVerb
@@ -13,7 +13,7 @@ from stasis_app.verbs.play import PlayVerb
 from stasis_app.verbs.redirect import RedirectVerb
 from stasis_app.verbs.reject import RejectVerb
 
-__all__ = ["EXECUTORS", "Handover", "HangupCall", "Next", "Outcome", "Replace", "VerbExecutor"]
+__all__ = ["EXECUTORS"]
 
 EXECUTORS: dict[type[rcml.Verb], VerbExecutor[Any]] = {
     rcml.Dial: DialVerb(),

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from models.rcml import Hangup
-from stasis_app.verbs.base import HangupCall, Outcome
-
-if TYPE_CHECKING:
-    from stasis_app.session import CallSession
+from stasis_app.context import CallContext, Needs
+from stasis_app.outcomes import HangupCall, Outcome
 
 
 class HangupVerb:
-    async def execute(self, call: CallSession, verb: Hangup) -> Outcome:
+    needs = Needs.NOTHING
+
+    async def execute(self, call: CallContext, verb: Hangup) -> Outcome:
         return HangupCall("normal")

@@ -1,20 +1,18 @@
-"""``<Pause length="N"/>``: wait, answering the call first (as Restcomm and Twilio do)."""
+"""``<Pause length="N"/>``: wait, on an answered call (as Restcomm and Twilio do)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from models.rcml import Pause
-from stasis_app.verbs.base import HangupCall, Next, Outcome
-
-if TYPE_CHECKING:
-    from stasis_app.session import CallSession
+from stasis_app.context import CallContext, Needs
+from stasis_app.outcomes import HangupCall, Next, Outcome
 
 
 class PauseVerb:
-    async def execute(self, call: CallSession, verb: Pause) -> Outcome:
-        await call.answer()
+    needs = Needs.ANSWERED
+
+    async def execute(self, call: CallContext, verb: Pause) -> Outcome:
         # Wake up early if the caller hangs up: nothing waits on a gone call.
-        done, _ = await asyncio.wait({call.leg.ended}, timeout=verb.length)
+        done, _ = await asyncio.wait({call.caller.ended}, timeout=verb.length)
         return HangupCall() if done else Next()

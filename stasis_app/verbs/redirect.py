@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from models.rcml import Redirect
-from stasis_app.verbs.base import Outcome, Replace
-
-if TYPE_CHECKING:
-    from stasis_app.session import CallSession
+from stasis_app.context import CallContext, Needs
+from stasis_app.outcomes import Outcome, Replace
 
 
 class RedirectVerb:
-    async def execute(self, call: CallSession, verb: Redirect) -> Outcome:
+    needs = Needs.NOTHING
+
+    async def execute(self, call: CallContext, verb: Redirect) -> Outcome:
         return Replace(await call.fetch(verb.url, verb.method))

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from models.rcml import Reject
-from stasis_app.verbs.base import HangupCall, Outcome
-
-if TYPE_CHECKING:
-    from stasis_app.session import CallSession
+from stasis_app.context import CallContext, Needs
+from stasis_app.outcomes import HangupCall, Outcome
 
 
 class RejectVerb:
-    async def execute(self, call: CallSession, verb: Reject) -> Outcome:
+    needs = Needs.NOTHING
+
+    async def execute(self, call: CallContext, verb: Reject) -> Outcome:
         # Once answered there is nothing left to reject: a plain hangup is what the caller can still get.
-        if call.leg.is_up:
+        if call.caller.is_up:
             return HangupCall("normal")
         return HangupCall("busy" if verb.reason == "busy" else "rejected")

@@ -1,0 +1,95 @@
+"""What a verb sees of the call it runs on: a narrow :class:`CallContext`, and the preconditions it declares.
+
+Verbs do not reach into the session: they ask the context (answer, originate, join the bridge, play, fetch a
+document, listen to a leg's events) and return an :mod:`~stasis_app.outcomes` value. The session satisfies a
+verb's :class:`Needs` once before running it, so no verb answers the call by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from typing import Protocol, TypeVar
+
+from models.config import NumberConfig, Settings
+from models.rcml import Document, HttpMethod, Verb
+from stasis_app.bridges import Bridge
+from stasis_app.legs import CallLeg, Party
+from stasis_app.outcomes import DialWatcher, Outcome
+from stasis_app.transfer import Connection
+
+__all__ = ["CallContext", "Needs", "VerbExecutor"]
+
+
+class Needs(Enum):
+    """A verb's precondition, satisfied by the session before the verb runs."""
+
+    NOTHING = "nothing"  # Dial, Redirect, Hangup, Reject: they decide about answering themselves
+    ANSWERED = "answered"  # media verbs (Play, Pause...): the caller is answered first
+
+
+class CallContext(Protocol):
+    """The call a verb runs on."""
+
+    @property
+    def caller(self) -> CallLeg:
+        """The leg this document runs for (the caller, or the callee a transfer runs on)."""
+
+    @property
+    def number(self) -> NumberConfig:
+        """Our number the call is on."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    async def answer(self) -> None:
+        """Answer the caller if nobody has yet."""
+
+    async def ring(self) -> None:
+        """Let the caller hear ringing: 180 before the answer, an in-band tone after (stopped by the next verb)."""
+
+    async def stop_ringing(self) -> None: ...
+
+    def new_leg(self, endpoint: str, party: Party) -> CallLeg:
+        """A leg this call will dial, registered before the originate (its first events may come first)."""
+
+    async def originate(self, leg: CallLeg, endpoint: str, caller_id: str, timeout: int) -> bool:
+        """Dial ``leg``; False (one log line, the leg ended) if Asterisk refuses."""
+
+    async def hang_up(self, leg: CallLeg) -> None:
+        """Hang up a leg this call dialed (once; a leg already gone is fine)."""
+
+    async def bridge(self) -> Bridge:
+        """The call's mixing bridge, created on first use."""
+
+    async def join(self, leg: CallLeg) -> None:
+        """Put ``leg`` in the call's bridge: CallGone if it is gone, AriError if Asterisk refuses."""
+
+    async def play(self, media: str) -> bool:
+        """Play media to the caller until it ends; False if the caller hung up first."""
+
+    async def fetch(self, url: str, method: HttpMethod, extra: Mapping[str, str] | None = None) -> Document:
+        """Request an application URL with this call's parameters (plus ``extra``), relative to the document."""
+
+    def connect(self, peer: CallLeg, bridge: Bridge) -> Connection:
+        """The caller and ``peer`` are talking in ``bridge``: REFERs on the call go to the returned object."""
+
+    def dial_watcher(self) -> DialWatcher | None:
+        """Who wants to know how this document's first Dial goes (once: the next call returns None)."""
+
+    def let_go(self, leg: CallLeg) -> None:
+        """A transfer took ``leg`` over: the call no longer hangs it up when it ends."""
+
+    def dial_ended(self, status: str) -> None:
+        """A Dial ended with ``status``: if the document then ends unanswered, the call ends with its cause."""
+
+
+V_contra = TypeVar("V_contra", bound=Verb, contravariant=True)
+
+
+class VerbExecutor(Protocol[V_contra]):
+    """Runs one verb on a call and says what happens next."""
+
+    needs: Needs
+
+    async def execute(self, call: CallContext, verb: V_contra) -> Outcome: ...
