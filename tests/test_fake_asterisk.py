@@ -232,8 +232,7 @@ async def test_phone_that_never_answers_times_out(fake: FakeAsterisk, recorder: 
         ("Dial", ""),
         ("ChannelStateChange", "Ringing"),
         ("Dial", "RINGING"),
-        ("Dial", "NOANSWER"),
-        ("ChannelDestroyed", "19 User alerting, no answer"),
+        ("ChannelDestroyed", "19 User alerting, no answer"),  # no final Dial event, as on Asterisk 22.10.1
     ]
     assert (
         "POST",

@@ -43,8 +43,8 @@ Assumptions beyond the traces (to verify against a real Asterisk):
    CONGESTION (21, 34, 38, 41, 42) or NOANSWER (18, 19) or CHANUNAVAIL (other causes), then ChannelDestroyed
    (the order is 22.10.1's for 486; the status table beyond BUSY is assumed).
    The final answer comes ``answer_after`` seconds after the INVITE; with ``ring`` the 180 comes first.
-4. Ring timeout (``timeout`` x ``timeout_scale`` seconds): Dial NOANSWER, ChannelDestroyed 19, no
-   ChannelHangupRequest.
+4. Ring timeout (``timeout`` x ``timeout_scale`` seconds): ChannelDestroyed 19 only: no final Dial event, no
+   ChannelHangupRequest (tests/contract.py checks it against the real Asterisk).
 5. The app DELETEs a leg still being dialed: ChannelHangupRequest(32, soft), Dial CANCEL, ChannelDestroyed
    with the reason's cause (16 for normal).
 6. Local/exten@context/n: ;1 gets the given id, ;2 the id + "-2" (like otherChannelId). ;2 StasisStart(args=[],
