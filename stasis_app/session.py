@@ -41,6 +41,10 @@ _END_CAUSE: dict[str, HangupReason] = {"busy": "busy", "no-answer": "no_answer",
 MAX_DOCUMENTS = 100
 
 
+class DocumentBudgetSpent(StasisRcmlError):
+    """The call asked for more documents than :data:`MAX_DOCUMENTS`."""
+
+
 class Requester(Protocol):
     """The one way to request an application URL (Voice URL, Refer URL, Dial action, Redirect)."""
 
@@ -147,6 +151,8 @@ class CallSession:
         return self.host.ari
 
     async def fetch(self, url: str, method: HttpMethod, extra: Mapping[str, str] | None = None) -> Document:
+        if self.documents >= MAX_DOCUMENTS:
+            raise DocumentBudgetSpent(f"number {self._number.number}: {self.documents} documents in one call")
         params = self.params() | dict(extra or {})
         return await self.host.webhooks.fetch(url, method, params, base=self.document_source or None)
 
@@ -260,6 +266,9 @@ class CallSession:
         except (WebhookError, MarkupError) as exc:
             log.warning("number %s: %s; hanging up", self._number.number, exc)
             outcome = HangupCall("normal" if self.leg.is_up else "congestion")
+        except DocumentBudgetSpent as exc:
+            log.warning("%s (a Redirect or action loop?); hanging up", exc)
+            outcome = HangupCall("normal" if self.leg.is_up else "congestion")
         except CallGone:
             outcome = HangupCall()
         except asyncio.CancelledError:
@@ -290,13 +299,6 @@ class CallSession:
                 case Next():
                     await asyncio.sleep(0)  # a document of instant verbs must not hold the loop
                 case Replace(document=replacement, watcher=watcher):
-                    if self.documents >= MAX_DOCUMENTS:
-                        log.warning(
-                            "number %s: %d documents in one call (Redirect or action loop?); hanging up",
-                            self._number.number,
-                            self.documents,
-                        )
-                        return HangupCall("normal" if self.leg.is_up else "congestion")
                     if watcher is not None:
                         self._watcher, self._watcher_given = watcher, False
                     verbs, index = self._start_document(replacement)
