@@ -62,6 +62,7 @@ MODES = ("app", "core")
 REFER_DELAY_MS = 300
 RING_MS = 100
 BOB_HOLD_MS = 1000  # a refused REFER: Bob hangs up himself after this
+TCP_COUNTERS = ("ListenOverflows", "ListenDrops", "TCPSynRetrans", "TCPTimeouts")
 RECV_TIMEOUT_MS = 10_000  # a phone waiting longer than this on top of talk_ms fails the call (sipp -recv_timeout)
 
 
@@ -138,10 +139,12 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
         log_start = log.stat().st_size if log.exists() else 0
         app_cpu0 = cpu_seconds(app.pid) if app else 0.0
         ast_cpu0 = cpu_seconds(ast_pid)
+        tcp0 = tcp_counters()
         t0 = time.monotonic()
         phones = _round(out / "run", result.calls, args.rate, result.limit, args.talk_ms, settle=args.settle)
         time.sleep(0.5)  # the last hangups are part of the last call's cost
         result.wall_s = round(time.monotonic() - t0, 3)
+        result.tcp = {name: value - tcp0.get(name, 0) for name, value in tcp_counters().items()}
         result.asterisk_cpu_s = _cpu_or_none(ast_pid)
         if result.asterisk_cpu_s is not None:
             result.asterisk_cpu_s -= ast_cpu0
@@ -159,6 +162,14 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
             result.app_exit = stop_process(app)
             result.app_log = read_log_complaints(out / "app.log", 0, asterisk=False)
         stop_asterisk()
+
+
+def tcp_counters() -> dict[str, int]:
+    """The network namespace's TCP counters that tell of a connection kept waiting (e.g. a full accept queue
+    answered by a SYN retransmission one second later): /proc/net/netstat TcpExt."""
+    lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines() if line.startswith("TcpExt:")]
+    values = dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True)) if len(lines) == 2 else {}
+    return {name: values[name] for name in TCP_COUNTERS if name in values}
 
 
 def _cpu_or_none(pid: int) -> float | None:

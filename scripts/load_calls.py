@@ -19,8 +19,8 @@ from sandbox_calls import SipMessage, parse_sipp_messages
 _DISPLAY_NAME = re.compile(r'^\s*"([^"]*)"')
 _ASTERISK_LINE = re.compile(r"^\[[^\]]*\] (WARNING|ERROR)\[\d+\](?:\[[^\]]*\])? (.*)$")
 _APP_LINE = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL) (.*)$")
-# what differs from one call to the next in a log line: CallSids, UUIDs, channel ids and name suffixes, ports
-_VARYING = re.compile(r"\bCA[0-9a-f]{32}\b|\b[0-9a-f]{8}-[0-9a-f-]{27}\b|\b\d{5,}(?:\.\d+)?\b|(?<=-)[0-9a-f]{8}\b")
+# what differs from one call to the next in a log line: CallSids, ARI ids, channel ids and name suffixes
+_VARYING = re.compile(r"\b(?:CA)?[0-9a-f]{32}\b|\b[0-9a-f]{8}-[0-9a-f-]{27}\b|\b\d{5,}(?:\.\d+)?\b|(?<=-)[0-9a-f]{8}\b")
 
 
 @dataclass
@@ -89,6 +89,7 @@ class ModeResult:
     asterisk_log: dict[str, int] = field(default_factory=dict)  # WARNING/ERROR lines of the round -> count
     app_log: dict[str, int] = field(default_factory=dict)
     app_exit: int | None = None
+    tcp: dict[str, int] = field(default_factory=dict)  # TCP counters of the namespace over the round (deltas)
     sipp_exit: dict[str, int | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # findings: the app died, ARI did not answer, ...
     harness_errors: list[str] = field(default_factory=list)  # the run could not be measured
@@ -139,6 +140,8 @@ class ModeResult:
         if self.unpaired:
             lines.append(f"{self.unpaired} dialogs at Bob or Carol carried no name Alice sent")
         lines += [f"left in Asterisk: {item}" for item in self.left_sample]
+        if any(self.tcp.values()):
+            lines.append("TCP (ARI's connections): " + ", ".join(f"{k} {v}" for k, v in self.tcp.items() if v))
         lines += [f"Asterisk log: {n} x {text}" for text, n in Counter(self.asterisk_log).most_common(5)]
         if self.mode == "app":
             lines += [f"app log: {n} x {text}" for text, n in Counter(self.app_log).most_common(5)]
