@@ -146,7 +146,7 @@ class ModeResult:
         if self.mode == "app":
             lines += [f"app log: {n} x {text}" for text, n in Counter(self.app_log).most_common(5)]
             if self.app_exit not in (0, None):
-                lines.append(f"the app exited {self.app_exit} on SIGTERM")
+                lines.append(f"the app's exit status: {self.app_exit} (0 expected after SIGTERM)")
         return lines
 
 
