@@ -39,10 +39,10 @@ from sandbox_calls import (
     cpu_seconds,
     parse_sipp_messages,
     sandbox,
-    sandbox_root,
     start_app,
     stop_asterisk,
     stop_process,
+    use_core_transfer,
     wait_for_ari_app,
     wait_udp,
 )
@@ -73,14 +73,6 @@ client = "PJSIP/{client}"
 number = "1001"
 voice_url = "app:dial-bob"
 refer_url = "app:refer-client"
-"""
-CORE_DIALPLAN = """
-; scripts/bench-refer, core mode: Asterisk's own blind transfer runs the target in the transferer's context
-[bench-core]
-exten => 1001,1,Dial(PJSIP/bob,20)
- same => n,Hangup()
-exten => 1002,1,Dial(PJSIP/carol,20)
- same => n,Hangup()
 """
 
 
@@ -142,7 +134,7 @@ def _run_mode(mode: str, calls: int, warmup: int, log_level: str) -> ModeResult:
     sandbox("start")
     try:
         if mode == "core":
-            _core_config()
+            use_core_transfer()
         else:
             config = REPO / "examples/config.toml" if mode == "app-number" else _client_config(out)
             app = start_app(config, out, log_level, None)
@@ -177,23 +169,6 @@ def _client_config(out: Path) -> Path:
     config = out / "config.toml"
     config.write_text(CLIENT_CONFIG)
     return config
-
-
-def _core_config() -> None:
-    """Endpoints without ari-only, in a context that dials the phones; then reload (Asterisk is running)."""
-    etc = sandbox_root() / "etc/asterisk"
-    pjsip = (etc / "pjsip.conf").read_text()
-    if "PJSIP_TRANSFER_HANDLING()=ari-only" not in pjsip or "context=rcml" not in pjsip:
-        raise RigError(f"{etc}/pjsip.conf has no ari-only template to turn into core mode")
-    pjsip = pjsip.replace("set_var=PJSIP_TRANSFER_HANDLING()=ari-only", "; (bench-refer: core transfer handling)")
-    (etc / "pjsip.conf").write_text(pjsip.replace("context=rcml", "context=bench-core"))
-    with (etc / "extensions.conf").open("a") as dialplan:
-        dialplan.write(CORE_DIALPLAN)
-    for command in ("module load app_dial.so", "dialplan reload", "module reload res_pjsip.so"):
-        sandbox("cli", command)
-    shown = sandbox("cli", "pjsip show endpoint bob")
-    if "bench-core" not in shown or "ari-only" in shown:
-        raise RigError("core mode: the bob endpoint did not pick up the bench configuration")
 
 
 def _round(out: Path, calls: int) -> dict[str, Phone]:

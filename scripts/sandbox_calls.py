@@ -75,6 +75,63 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+CORE_DIALPLAN = """
+; scripts/bench-refer and bench-load, core mode: Asterisk's own blind transfer runs the target in the
+; transferer's context
+[bench-core]
+exten => 1001,1,Dial(PJSIP/bob,20)
+ same => n,Hangup()
+exten => 1002,1,Dial(PJSIP/carol,20)
+ same => n,Hangup()
+"""
+
+
+def use_core_transfer() -> None:
+    """Core mode: endpoints without ari-only, in a context that dials the phones; then reload (Asterisk runs).
+
+    Changes the sandbox's copy of the config only: the next ``asterisk-sandbox start`` reinstalls the repository's.
+    """
+    etc = sandbox_root() / "etc/asterisk"
+    pjsip = (etc / "pjsip.conf").read_text()
+    if "PJSIP_TRANSFER_HANDLING()=ari-only" not in pjsip or "context=rcml" not in pjsip:
+        raise RigError(f"{etc}/pjsip.conf has no ari-only template to turn into core mode")
+    pjsip = pjsip.replace("set_var=PJSIP_TRANSFER_HANDLING()=ari-only", "; (bench: core transfer handling)")
+    (etc / "pjsip.conf").write_text(pjsip.replace("context=rcml", "context=bench-core"))
+    with (etc / "extensions.conf").open("a") as dialplan:
+        dialplan.write(CORE_DIALPLAN)
+    for command in ("module load app_dial.so", "dialplan reload", "module reload res_pjsip.so"):
+        sandbox("cli", command)
+    shown = sandbox("cli", "pjsip show endpoint bob")
+    if "bench-core" not in shown or "ari-only" in shown:
+        raise RigError("core mode: the bob endpoint did not pick up the bench configuration")
+
+
+def caller_id_from_phone(endpoint: str) -> None:
+    """Let the ``endpoint``'s phone set its caller ID (From display name): drop its ``callerid=`` and reload.
+
+    The shipped pjsip.conf gives each sample phone a fixed caller ID, which Asterisk uses instead of the From
+    header; the load bench needs the name Alice's phone puts in From (one per call) on Bob's and Carol's INVITEs.
+    Changes the sandbox's copy of the config only, like :func:`use_core_transfer`.
+    """
+    etc = sandbox_root() / "etc/asterisk"
+    pjsip = (etc / "pjsip.conf").read_text()
+    section = re.compile(rf"^(\[{re.escape(endpoint)}\]\(phone\)\n(?:[^\[\n].*\n|\n)*?)callerid=.*\n", re.MULTILINE)
+    pjsip, found = section.subn(r"\1", pjsip)
+    if not found:
+        raise RigError(f"{etc}/pjsip.conf: no callerid= in the [{endpoint}](phone) endpoint")
+    (etc / "pjsip.conf").write_text(pjsip)
+    sandbox("cli", "module reload res_pjsip.so")
+    shown = sandbox("cli", f"pjsip show endpoint {endpoint}")
+    if not re.search(r"^\s*callerid\s*:\s*<unknown>", shown, re.MULTILINE):
+        raise RigError(f"the {endpoint} endpoint still has a caller ID after the reload")
+
+
+def quiet_asterisk() -> None:
+    """No SIP message logging, no verbose or debug output: a load run measures calls, not log writes."""
+    for command in ("pjsip set logger off", "core set verbose 0", "core set debug 0"):
+        sandbox("cli", command)
+
+
 # -- ARI ---------------------------------------------------------------------------------------------------
 
 

@@ -421,10 +421,15 @@ class Phones:
         *,
         service: str | None = None,
         calls: int = 1,
+        rate: float | None = None,
+        limit: int | None = None,
         label: str | None = None,
         **variables: str | int,
     ) -> Phone:
-        """Start ``scenario`` as ``name``'s phone (its port from PORTS); returns once it listens."""
+        """Start ``scenario`` as ``name``'s phone (its port from PORTS); returns once it listens.
+
+        ``calls`` is sipp's -m; a calling phone places them at ``rate`` per second (-r), ``limit`` at most at once
+        (-l; sipp's default is 3 x rate x its average call length)."""
         port = self.PORTS[name]
         label = label or name
         for suffix in ("logs", "msgs", "err"):
@@ -432,6 +437,10 @@ class Phones:
         rel = self.run_dir.relative_to(REPO)
         args = [str(SANDBOX), "sipp", "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(port)]
         args += ["-m", str(calls), "-nostdin", "-timeout", "60s"]
+        if rate is not None:
+            args += ["-r", f"{rate:g}"]
+        if limit is not None:
+            args += ["-l", str(limit)]
         args += ["-trace_msg", "-message_file", f"{rel}/{label}_msgs.log"]
         args += ["-trace_logs", "-log_file", f"{rel}/{label}_logs.log"]
         args += ["-trace_err", "-error_file", f"{rel}/{label}_err.log"]

@@ -1,0 +1,311 @@
+"""Load benchmark of the seed transfer: sipp phones placing calls at a rate, stasis-rcml vs Asterisk's own transfer.
+
+Run by scripts/bench-load inside scripts/in-private-net (root). For each mode, a fresh Asterisk, a short
+warm-up, then one load round: Alice's sipp places N calls to 1001 at R calls/s, at most L at once
+(sipp -r R -m N -l L); Bob's sipp answers each and REFERs it to 1002 after refer_delay_ms, answering every
+NOTIFY; Carol's sipp answers the transferred call after ring_ms; Alice hangs up talk_ms after she was answered.
+Modes:
+
+  app    stasis-rcml with examples/config.toml (the seed: the refer app dials <Number>1002</Number>, our own
+         number, so Local/1002@rcml/n runs app:dial-carol, which dials Carol)
+  core   no app: Asterisk's own blind transfer, in a dialplan context where 1001 dials Bob and 1002 dials Carol
+
+Alice's phone sends a From display name of its own per call (alice-N); Asterisk copies it to Bob's INVITE and,
+after the transfer, to Carol's, which pairs the three legs of each call. Per call, from sipp -trace_msg:
+completed = Alice was answered and hung up herself (200 to her BYE), Bob's terminating NOTIFY said 200, Carol
+answered and Asterisk hung her up; latency = Carol's INVITE - Bob's REFER (one clock). CPU per transfer = the
+utime+stime (/proc/PID/stat) the app and Asterisk spent over the round / the REFERs Bob sent. Left = ARI's
+channels and bridges once the phones are done (given --settle seconds to drain). Asterisk is quiet meanwhile
+(pjsip logger off, verbose and debug 0); the RTP port range comes from asterisk/rtp.conf.
+
+Exit status 1 only when the harness could not measure (Asterisk, the app or sipp would not start, a phone
+overran the round's time budget); calls that fail, a slow app or leftovers are results.
+
+    scripts/bench-load [--rate 20] [--count N | --seconds 5] [--limit L] [--mode both|app|core] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+
+from load_calls import ModeResult, analyse_calls, read_log_complaints
+from sandbox_calls import (
+    REPO,
+    Phone,
+    RigError,
+    ari_get,
+    asterisk_pid,
+    caller_id_from_phone,
+    cpu_seconds,
+    quiet_asterisk,
+    sandbox,
+    sandbox_root,
+    start_app,
+    stop_asterisk,
+    stop_process,
+    use_core_transfer,
+    wait_for_ari_app,
+    wait_udp,
+)
+
+OUT = REPO / ".cache/bench"
+MODES = ("app", "core")
+REFER_DELAY_MS = 300
+RING_MS = 100
+BOB_HOLD_MS = 1000  # a refused REFER: Bob hangs up himself after this
+TCP_COUNTERS = ("ListenOverflows", "ListenDrops", "TCPSynRetrans", "TCPTimeouts")
+RECV_TIMEOUT_MS = 10_000  # a phone waiting longer than this on top of talk_ms fails the call (sipp -recv_timeout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=20.0, help="calls per second Alice places (default 20)")
+    count = parser.add_mutually_exclusive_group()
+    count.add_argument("--count", type=int, help="calls per mode (default: rate x seconds)")
+    count.add_argument("--seconds", type=float, default=5.0, help="seconds of calls per mode (default 5)")
+    parser.add_argument("--limit", type=int, help="most calls Alice has up at once (sipp -l; default 5 x rate)")
+    parser.add_argument("--mode", choices=("both", *MODES), default="both", help="default both (app, then core)")
+    parser.add_argument("--talk-ms", type=int, default=1500, help="Alice hangs up this long after her answer")
+    parser.add_argument("--warmup", type=int, default=2, help="sequential calls before measuring (default 2)")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds Asterisk gets to drain (default 5)")
+    parser.add_argument("--app-log-level", default="INFO", help="the app's --log-level (default INFO)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    args = parser.parse_args()
+    calls = args.count if args.count is not None else math.ceil(args.rate * args.seconds)
+    limit = args.limit if args.limit is not None else max(10, math.ceil(5 * args.rate))
+    if args.rate <= 0 or calls < 1 or limit < 1 or args.warmup < 0 or args.talk_ms < 1:
+        parser.error("--rate, --count/--seconds, --limit and --talk-ms must be positive, --warmup not negative")
+    if calls > 5000 or args.rate > 500:
+        parser.error("at most 5000 calls and 500 calls/s per mode: the bench must stay short")
+    modes = list(MODES) if args.mode == "both" else [args.mode]
+
+    def terminate(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = OUT / f"load-{stamp}"
+    results: list[ModeResult] = []
+    started = time.monotonic()
+    for mode in modes:
+        say(f"{mode}: {args.warmup} warm-up call(s), then {calls} calls at {args.rate:g}/s (at most {limit} at once)")
+        result = ModeResult(mode=mode, rate=args.rate, calls=calls, limit=limit)
+        results.append(result)
+        try:
+            _run_mode(result, out / mode, args)
+        except RigError as exc:
+            result.harness_errors.append(str(exc))
+            say(f"{mode}: {exc}")
+    payload = _payload(results, args, stamp, time.monotonic() - started)
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=2) + "\n"
+    (OUT / f"load-{stamp}.json").write_text(text)
+    (OUT / "load-latest.json").write_text(text)
+    print(text if args.json else _table(results, payload), end="" if args.json else "\n")
+    say(f"results: {(OUT / f'load-{stamp}.json').relative_to(REPO)}; phone and app logs in {out.relative_to(REPO)}")
+    return 1 if any(r.harness_errors for r in results) else 0
+
+
+def say(line: str) -> None:
+    print(f"bench-load: {line}", file=sys.stderr, flush=True)
+
+
+def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    app = None
+    sandbox("start")
+    log = sandbox_root() / "var/log/asterisk/messages.log"
+    try:
+        quiet_asterisk()
+        caller_id_from_phone("alice")
+        if result.mode == "core":
+            use_core_transfer()
+        else:
+            app = start_app(REPO / "examples/config.toml", out, args.app_log_level, None)
+            wait_for_ari_app("rcml", 15, app)
+        if args.warmup:
+            _round(out / "warmup", args.warmup, 1000.0, 1, args.talk_ms, settle=args.settle)
+        ast_pid = asterisk_pid()
+        log_start = log.stat().st_size if log.exists() else 0
+        app_cpu0 = cpu_seconds(app.pid) if app else 0.0
+        ast_cpu0 = cpu_seconds(ast_pid)
+        tcp0 = tcp_counters()
+        t0 = time.monotonic()
+        phones = _round(out / "run", result.calls, args.rate, result.limit, args.talk_ms, settle=args.settle)
+        time.sleep(0.5)  # the last hangups are part of the last call's cost
+        result.wall_s = round(time.monotonic() - t0, 3)
+        result.tcp = {name: value - tcp0.get(name, 0) for name, value in tcp_counters().items()}
+        result.asterisk_cpu_s = _cpu_or_none(ast_pid)
+        if result.asterisk_cpu_s is not None:
+            result.asterisk_cpu_s -= ast_cpu0
+        if app is not None:
+            app_cpu = _cpu_or_none(app.pid)
+            result.app_cpu_s = None if app_cpu is None else app_cpu - app_cpu0
+            if app.poll() is not None:
+                result.notes.append(f"the app exited ({app.returncode}) during the run")
+        result.sipp_exit = {name: phone.proc.returncode if phone.proc else None for name, phone in phones.items()}
+        analyse_calls(result, phones["alice"].msgs, phones["bob"].msgs, phones["carol"].msgs)
+        _leftovers(result, args.settle)
+        result.asterisk_log = read_log_complaints(log, log_start, asterisk=True)
+    finally:
+        if app is not None:
+            result.app_exit = stop_process(app)
+            result.app_log = read_log_complaints(out / "app.log", 0, asterisk=False)
+        stop_asterisk()
+
+
+def tcp_counters() -> dict[str, int]:
+    """The network namespace's TCP counters that tell of a connection kept waiting (e.g. a full accept queue
+    answered by a SYN retransmission one second later): /proc/net/netstat TcpExt."""
+    lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines() if line.startswith("TcpExt:")]
+    values = dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True)) if len(lines) == 2 else {}
+    return {name: values[name] for name in TCP_COUNTERS if name in values}
+
+
+def _cpu_or_none(pid: int) -> float | None:
+    try:
+        return cpu_seconds(pid)
+    except OSError:
+        return None  # the process is gone: a result, said in the notes
+
+
+def _round(out: Path, calls: int, rate: float, limit: int, talk_ms: int, *, settle: float) -> dict[str, Phone]:
+    """One round of ``calls`` seed-flow calls; returns the phones once all three have ended."""
+    out.mkdir(parents=True, exist_ok=True)
+    recv_timeout = ["-recv_timeout", str(talk_ms + RECV_TIMEOUT_MS)]
+    budget = calls / rate + (talk_ms + RECV_TIMEOUT_MS) / 1000 + 20  # the round's upper bound, in seconds
+    rel = out.relative_to(REPO)
+    phones = {
+        name: Phone(name, scenario, out, [*recv_timeout, "-trace_err", "-error_file", f"{rel}/{name}_err.log", *extra])
+        for name, scenario, extra in (
+            ("bob", "bob_transferor.xml", ["-set", "target", "1002", "-set", "refer_delay_ms", str(REFER_DELAY_MS),
+                                           "-set", "hold_ms", str(BOB_HOLD_MS)]),
+            ("carol", "uas_answer.xml", ["-set", "ring_ms", str(RING_MS)]),
+            ("alice", "alice_uac.xml", ["-s", "1001", "-r", f"{rate:g}", "-m", str(calls), "-l", str(limit),
+                                        "-set", "talk_ms", str(talk_ms), "-set", "unique_name", "1",
+                                        "-timeout", f"{math.ceil(budget)}s"]),
+        )
+    }  # fmt: skip
+    try:
+        phones["bob"].start()
+        phones["carol"].start()
+        wait_udp([5072, 5073])
+        phones["alice"].start()
+        if phones["alice"].wait(budget) is None:
+            raise RigError(f"{rel}: Alice's sipp did not finish within {budget:.0f} s")
+        if phones["alice"].proc is not None and phones["alice"].proc.returncode not in (0, 1):
+            raise RigError(f"{rel}: Alice's sipp exited {phones['alice'].proc.returncode} (see alice.out)")
+        _drain(settle)
+        # Bob and Carol answer whatever comes (no -m: a stray late NOTIFY must not count as one of their calls);
+        # SIGUSR1 asks sipp to end once its calls are over
+        for name in ("bob", "carol"):
+            proc = phones[name].proc
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGUSR1)
+        for name in ("bob", "carol"):
+            if phones[name].wait(BOB_HOLD_MS / 1000 + 5) is None:
+                raise RigError(f"{rel}: {name}'s sipp did not end within 6 s of the last call")
+    finally:
+        for phone in phones.values():
+            phone.stop()
+    return phones
+
+
+def _drain(settle: float) -> list[str]:
+    """Until Asterisk holds no channel and no bridge, for up to ``settle`` seconds; what is left."""
+    deadline = time.monotonic() + settle
+    while True:
+        left = _left_in_asterisk()
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def _left_in_asterisk() -> list[str]:
+    channels = ari_get("/channels")
+    bridges = ari_get("/bridges")
+    if not isinstance(channels, list) or not isinstance(bridges, list):
+        raise RigError(f"ARI GET /channels, /bridges: not lists ({channels!r:.80}, {bridges!r:.80})")
+    return [f"channel {c['name']} ({c['state']})" for c in channels] + [
+        f"bridge {b['id']} ({b.get('bridge_type', '?')}, {len(b['channels'])} channels)" for b in bridges
+    ]
+
+
+def _leftovers(result: ModeResult, settle: float) -> None:
+    try:
+        left = _drain(settle)
+    except OSError as exc:
+        result.notes.append(f"ARI did not answer after the run: {exc}")
+        return
+    result.left_channels = sum(item.startswith("channel ") for item in left)
+    result.left_bridges = sum(item.startswith("bridge ") for item in left)
+    result.left_sample = left[:10]
+
+
+def _payload(results: list[ModeResult], args: argparse.Namespace, stamp: str, elapsed: float) -> dict[str, object]:
+    modes = {r.mode: asdict(r) | r.summary() for r in results}
+    app, core = (next((r for r in results if r.mode == m), None) for m in MODES)
+    return {
+        "time": stamp,
+        "rate": args.rate,
+        "calls": results[0].calls if results else 0,
+        "limit": results[0].limit if results else 0,
+        "talk_ms": args.talk_ms,
+        "refer_delay_ms": REFER_DELAY_MS,
+        "ring_ms": RING_MS,
+        "warmup": args.warmup,
+        "app_log_level": args.app_log_level,
+        "elapsed_s": round(elapsed, 1),
+        "modes": modes,
+        "ratios_app_to_core": app.ratios(core) if app and core else None,
+    }
+
+
+def _fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def _table(results: list[ModeResult], payload: dict[str, object]) -> str:
+    first = results[0] if results else None
+    lines = [
+        f"seed flow under load: {payload['rate']:g} calls/s, {payload['calls']} calls per mode, at most "
+        f"{payload['limit']} at once; Alice talks {payload['talk_ms']} ms; CPU in ms per transfer (REFER sent)",
+        "",
+        f"{'mode':<9} {'placed':>6} {'completed':>9}  {'REFER->INVITE p50 / p90 / max (ms)':>35}  "
+        f"{'app CPU':>7}  {'Asterisk CPU':>12}  {'left: channels, bridges':>23}",
+    ]
+    for r in results:
+        s = r.summary()
+        latency = f"{_fmt(s['latency_p50_ms'])} / {_fmt(s['latency_p90_ms'])} / {_fmt(s['latency_max_ms'])}"
+        left = "-" if r.left_channels is None else f"{r.left_channels}, {r.left_bridges}"
+        lines.append(
+            f"{r.mode:<9} {r.placed:>6} {_fmt(s['completed_pct'], 1, ' %'):>9}  {latency:>35}  "
+            f"{_fmt(s['app_cpu_ms_per_transfer']):>7}  {_fmt(s['asterisk_cpu_ms_per_transfer']):>12}  {left:>23}"
+        )
+    ratios = payload["ratios_app_to_core"]
+    if isinstance(ratios, dict):
+        latency = " / ".join(_fmt(ratios[k], 2) for k in ("latency_p50", "latency_p90", "latency_max"))
+        lines.append(
+            f"{'app/core':<9} {'':>6} {_fmt(ratios['completed'], 2):>9}  {latency:>35}  "
+            f"{_fmt(ratios['app_cpu_to_core_asterisk_cpu'], 2):>7}  {_fmt(ratios['asterisk_cpu'], 2):>12}"
+        )
+        lines.append("  (app CPU ratio: the app's CPU per transfer / Asterisk's per transfer in the core run)")
+    for r in results:
+        lines += [f"{r.mode}: {line}" for line in r.findings()]
+    if first is not None:
+        lines.append(f"(CPU clock tick {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms; total {payload['elapsed_s']} s)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
