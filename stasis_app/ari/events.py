@@ -75,14 +75,16 @@ class Backoff:
     """Reconnect delays in seconds: ``initial`` doubling up to ``maximum``, each scaled by ±``jitter``.
 
     ``after_clean_close`` is the least wait after Asterisk closes the socket cleanly, so a server that
-    accepts and closes at once is never hammered. The doubling starts over only once a connection has stayed
-    up for ``maximum`` seconds.
+    accepts and closes at once is never hammered. The doubling starts over once a connection has worked: it
+    delivered an event, or stayed up ``stable_after`` seconds. A few quick drops of a working Asterisk thus
+    cost ``initial`` each, not ``maximum`` (while the app is away, Asterisk refuses new calls).
     """
 
     initial: float = 0.5
     maximum: float = 10.0
     after_clean_close: float = 1.0
     jitter: float = 0.2
+    stable_after: float = 1.5
 
     def delay(self, failures: int) -> float:
         """The wait before the next attempt, after ``failures`` (>= 1) failures in a row."""
@@ -179,7 +181,7 @@ class EventStream:
                 break
             if lost.connected_for is not None:
                 reconnect = True
-                if lost.connected_for >= self._backoff.maximum:
+                if lost.events or lost.connected_for >= self._backoff.stable_after:
                     failures = 0
             failures += 1
             delay = self._backoff.delay(failures)
