@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -46,6 +47,13 @@ class AriSettings(_Config):
     username: str = "asterisk"
     password: str = "asterisk"
     app: str = "rcml"
+    # How REST requests reach Asterisk: "websocket" sends them over the events websocket (Asterisk 20.14, 21.9,
+    # 22.4 and later), "http" over a bounded keep-alive pool, "auto" asks the websocket on each connect.
+    rest: Literal["auto", "websocket", "http"] = "auto"
+    # At most this many HTTP connections at once (queued beyond it); http.conf's sessionlimit defaults to 100.
+    http_connections: int = Field(default=20, ge=1, le=500)
+    # Seconds one REST request may take, queueing for a connection included.
+    request_timeout: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("url")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import logging
 import time
@@ -186,7 +187,7 @@ async def test_events_arrive_typed_and_in_order_after_on_connected():
     assert handler.events[-1].type == "ChannelVarset"
 
 
-async def test_event_filter_allows_exactly_the_handled_types_once_per_connect():
+async def test_event_filter_allows_exactly_the_handled_types_and_rest_answers_once_per_connect():
     handler = Recorder()
     rest = Rest()
     fake = FakeAsterisk(send(FIRST[0], then=close_cleanly), send(FIRST[1]))
@@ -198,7 +199,9 @@ async def test_event_filter_allows_exactly_the_handled_types_once_per_connect():
     assert request.method == "PUT"
     assert request.url.path == "/ari/applications/rcml/eventFilter"
     assert request.headers["Authorization"] == f"Basic {TOKEN}"
-    assert json.loads(request.content) == {"allowed": [{"type": t} for t in HANDLED_EVENT_TYPES]}
+    # RESTResponse: the filter applies to REST answers on the websocket too, its own answer first.
+    allowed = [{"type": t} for t in (*HANDLED_EVENT_TYPES, "RESTResponse")]
+    assert json.loads(request.content) == {"allowed": allowed}
     assert rest.requests[1].url.path == request.url.path
 
 
@@ -440,3 +443,58 @@ async def test_event_log_records_every_message_raw_with_a_timestamp(tmp_path):
     stamps = [line["ts"] for line in lines]
     assert stamps == sorted(stamps)
     assert before <= stamps[0] <= time.time()
+
+
+# -- reconnect backoff after quick drops (issue 11, row 11) -----------------------------------------------------
+
+
+def drop_after(*messages: str) -> Session:
+    async def session(ws: ServerConnection) -> None:
+        for message in messages:
+            await ws.send(message)
+        await asyncio.sleep(0.01)  # let the events reach the client before the reset
+        ws.transport.abort()
+
+    return session
+
+
+async def connect_times(sessions: list[Session], backoff: Backoff, count: int) -> list[float]:
+    """When each of the first ``count`` websocket upgrades reached the server."""
+    times: list[float] = []
+
+    def stamped(session: Session) -> Session:
+        async def wrapper(ws: ServerConnection) -> None:
+            times.append(time.monotonic())
+            await session(ws)
+
+        return wrapper
+
+    fake = FakeAsterisk(*(stamped(s) for s in sessions))
+    async with fake_asterisk(fake), running(fake, Recorder(), backoff=backoff):
+        await until(lambda: len(times) >= count, within=5)
+    return [t - times[0] for t in times[:count]]
+
+
+async def test_quick_drops_of_a_working_connection_do_not_climb_to_the_maximum_delay():
+    # Each connection delivers an event, then is reset: Asterisk works, the network blipped. Each reconnect
+    # should cost the initial delay, not 0.05 -> 0.1 -> 0.2 -> 0.4 s on the way to the 10 s maximum.
+    backoff = Backoff(initial=0.05, maximum=10.0, after_clean_close=0.0, jitter=0)
+    times = await connect_times([drop_after(FIRST[0])] * 4 + [stay_open], backoff, 5)
+    assert times[-1] < 0.5, times  # 4 x 0.05 s plus the work; doubling would be 0.75 s
+
+
+async def test_a_connection_that_stayed_up_a_while_resets_the_doubling_too():
+    async def up_then_drop(ws: ServerConnection) -> None:
+        await asyncio.sleep(0.15)
+        ws.transport.abort()
+
+    backoff = Backoff(initial=0.1, maximum=10.0, after_clean_close=0.0, jitter=0, stable_after=0.1)
+    times = await connect_times([up_then_drop] * 4 + [stay_open], backoff, 5)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(gap < 0.4 for gap in gaps), gaps  # 0.15 up + 0.1 wait each time; doubling reaches 0.95
+
+
+async def test_a_server_that_accepts_and_drops_at_once_is_still_backed_off():
+    backoff = Backoff(initial=0.05, maximum=10.0, after_clean_close=0.0, jitter=0)
+    times = await connect_times([drop] * 4 + [stay_open], backoff, 5)
+    assert times[-1] >= 0.7, times  # 0.05 + 0.1 + 0.2 + 0.4: no event, not up long, so the delay doubles

@@ -19,6 +19,8 @@ class Server:
         self.answers = list(answers)
         self.requests: list[bytes] = []
         self.connections = 0
+        self.open = 0  # connections open now, and the most ever open at once
+        self.peak = 0
         self.close_after_each = close_after_each
         self.delay = delay
         self.writers: list[asyncio.StreamWriter] = []
@@ -36,6 +38,8 @@ class Server:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.open += 1
+        self.peak = max(self.peak, self.open)
         self.writers.append(writer)
         try:
             while self.answers:
@@ -52,6 +56,7 @@ class Server:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        self.open -= 1
         writer.close()
 
 
@@ -130,3 +135,55 @@ async def test_closed_transport_refuses():
     await ari.aclose()
     with pytest.raises(TransportError, match="closed"):
         await ari.request("GET", "/")
+
+
+# -- the bound on connections ----------------------------------------------------------------------------------
+
+
+async def test_a_burst_never_opens_more_than_max_connections_and_every_request_completes():
+    burst = 60
+    async with Server(*[NO_CONTENT] * burst, delay=0.01) as server, transport(server, max_connections=4) as ari:
+        results = await asyncio.gather(*(ari.request("POST", f"/channels/c{i}/ring") for i in range(burst)))
+        assert ari.in_use == 0
+
+    assert results == [(204, b"")] * burst
+    assert len(server.requests) == burst
+    # Asterisk saw at most four connections at any moment, and the bound was used, not undershot.
+    assert server.peak == 4
+    assert server.connections == 4
+
+
+async def test_waiting_requests_are_served_first_come_first_served():
+    async with Server(*[NO_CONTENT] * 6, delay=0.01) as server, transport(server, max_connections=1) as ari:
+        tasks = []
+        for i in range(6):
+            tasks.append(asyncio.create_task(ari.request("POST", f"/channels/c{i}/ring")))
+            await asyncio.sleep(0)  # each request reaches the queue before the next is made
+        await asyncio.gather(*tasks)
+
+    order = [request.split(b" ", 2)[1] for request in server.requests]
+    assert order == [f"/ari/channels/c{i}/ring".encode() for i in range(6)]
+
+
+async def test_the_request_timeout_covers_the_wait_for_a_connection_and_frees_no_slot_twice():
+    async with (
+        Server(NO_CONTENT, NO_CONTENT, delay=0.2) as server,
+        transport(server, max_connections=1, timeout=0.3) as ari,
+    ):
+        first = asyncio.create_task(ari.request("POST", "/channels/c1/answer"))
+        await asyncio.sleep(0.01)
+        # Queued behind the first (0.2 s), then its own 0.2 s answer: past the 0.3 s deadline as a whole.
+        with pytest.raises(TransportError, match="timed out"):
+            await ari.request("POST", "/channels/c2/answer")
+        assert await first == (204, b"")
+        assert ari.in_use == 0
+        server.answers.append(NO_CONTENT)
+        assert await ari.request("POST", "/channels/c3/answer") == (204, b"")
+
+
+async def test_warm_up_opens_the_first_connection_ahead_of_the_first_request():
+    async with Server(NO_CONTENT) as server, transport(server) as ari:
+        await ari.warm_up()
+        assert server.connections == 1
+        await ari.request("POST", "/channels/c1/answer")
+    assert server.connections == 1

@@ -67,6 +67,9 @@ def test_environment_overrides_the_ari_table(tmp_path: Path):
         "username": "u",
         "password": "p",
         "app": "a",
+        "rest": "auto",
+        "http_connections": 20,
+        "request_timeout": 10.0,
     }
 
 

@@ -1,5 +1,7 @@
-"""The ARI client the app runs with: the typed REST calls of :class:`~stasis_app.ari.rest.AriRest` over an HTTP
-transport, plus the event websocket of :mod:`stasis_app.ari.events`.
+"""The ARI client the app runs with: the typed REST calls of :class:`~stasis_app.ari.rest.AriRest` over the
+event websocket of :mod:`stasis_app.ari.events` (:mod:`stasis_app.ari.ws_rest`) or over HTTP
+(:mod:`stasis_app.ari.transport`), as ``[ari] rest`` says: ``auto`` (the default) takes the websocket whenever
+the connected Asterisk answers REST on it, HTTP otherwise.
 
 The password only ever travels in an ``Authorization`` header: it is in no URL, log line or error message.
 """
@@ -16,9 +18,10 @@ import httpx
 
 from models.config import AriSettings
 from stasis_app.ari.events import Backoff, EventSink, EventStream, StreamState
-from stasis_app.ari.protocol import AsteriskApi, EventHandler
+from stasis_app.ari.protocol import AsteriskApi, EventHandler, Transport
 from stasis_app.ari.rest import AriRest
 from stasis_app.ari.transport import http_transport
+from stasis_app.ari.ws_rest import WebSocketTransport
 from stasis_app.errors import AriError
 
 __all__ = ["AriClient"]
@@ -29,8 +32,9 @@ log = logging.getLogger(__name__)
 class AriClient(AriRest):
     """Asterisk's REST interface (implements :class:`AsteriskApi`) and its event websocket (:meth:`run`).
 
-    Use as ``async with AriClient(settings) as ari:``; ``transport`` replaces the HTTP transport in tests,
-    ``backoff`` the websocket reconnect delays, ``event_sink`` sees every websocket message as received.
+    Use as ``async with AriClient(settings) as ari:``; ``transport`` replaces the HTTP transport in tests (and,
+    with ``rest = "auto"``, sends REST there), ``backoff`` the websocket reconnect delays, ``event_sink`` sees
+    every websocket event message as received.
     """
 
     def __init__(
@@ -44,16 +48,32 @@ class AriClient(AriRest):
         self._settings = settings
         token = base64.b64encode(f"{settings.username}:{settings.password}".encode()).decode("ascii")
         auth = {"Authorization": f"Basic {token}"}
-        super().__init__(http_transport(settings.url, auth, transport=transport), settings.app, scrub=settings.password)
+        mode = "http" if transport is not None and settings.rest == "auto" else settings.rest
+        self.over_socket: WebSocketTransport | None = None
+        rest: Transport
+        if mode == "websocket":
+            rest = self.over_socket = WebSocketTransport(timeout=settings.request_timeout)
+        else:
+            rest = http_transport(
+                settings.url,
+                auth,
+                transport=transport,
+                max_connections=settings.http_connections,
+                timeout=settings.request_timeout,
+            )
+            if mode == "auto":
+                rest = self.over_socket = WebSocketTransport(timeout=settings.request_timeout, fallback=rest)
+        super().__init__(rest, settings.app, scrub=settings.password)
         base = f"{settings.url}/ari"
-        scheme, rest = base.split("://", 1)
+        scheme, rest_of_url = base.split("://", 1)
         query = urlencode({"app": settings.app, "subscribeAll": "false"})
         self._events = EventStream(
-            f"{'wss' if scheme == 'https' else 'ws'}://{rest}/events?{query}",
+            f"{'wss' if scheme == 'https' else 'ws'}://{rest_of_url}/events?{query}",
             auth,
             backoff=backoff,
             on_open=self._apply_event_filter,
             sink=event_sink,
+            rest=self.over_socket,
         )
 
     @property

@@ -4,12 +4,16 @@
 websocket URL and the Basic ``Authorization`` header, and passes an ``on_open`` hook (the event filter PUT).
 
 Order on every (re)connect: the socket opens, ``on_open`` starts in the background, the handler's
-``on_connected(reconnect=...)`` is awaited, and only then are events read. ARI does not replay events missed
-while the socket was down, so the handler re-reads channels and bridges in ``on_connected``; events that
-arrive meanwhile wait in the websocket's buffer and are delivered after it, in order, none lost.
+``on_connected(reconnect=...)`` is awaited, and only then are events delivered. ARI does not replay events
+missed while the socket was down, so the handler re-reads channels and bridges in ``on_connected``; the socket
+is read all along, and events that arrive meanwhile are held and delivered after it, in order, none lost.
 
-An optional ``sink`` sees every message as received, before it is parsed (``stasis-rcml run --event-log``);
-:class:`EventLog` is the sink that writes them to a JSON Lines file.
+The same socket may carry REST (:mod:`stasis_app.ari.ws_rest`): given a ``rest`` endpoint, the stream tells it
+when the socket opens and closes and hands it every ``RESTResponse`` instead of the handler, while
+``on_connected`` runs too, so the handler's own requests are answered (reading only after it would deadlock).
+
+An optional ``sink`` sees every event message as received, before it is parsed (``stasis-rcml run
+--event-log``); :class:`EventLog` is the sink that writes them to a JSON Lines file.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from http import HTTPStatus
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import pydantic
 from websockets.asyncio.client import ClientConnection, connect
@@ -35,13 +39,26 @@ from models.ari import parse_event
 from stasis_app.ari.protocol import EventHandler
 from stasis_app.errors import AriError
 
-__all__ = ["Backoff", "EventLog", "EventSink", "EventStream", "StreamState"]
+__all__ = ["Backoff", "EventLog", "EventSink", "EventStream", "RestOverSocket", "StreamState"]
 
 logger = logging.getLogger(__name__)
 
 
-# Sees each websocket message exactly as Asterisk sent it, before parsing.
+# Sees each websocket event message exactly as Asterisk sent it, before parsing.
 EventSink = Callable[[str | bytes], None]
+
+
+class RestOverSocket(Protocol):
+    """What carries REST on the events socket (:class:`stasis_app.ari.ws_rest.WebSocketTransport`)."""
+
+    def attach(self, send: Callable[[str], Awaitable[None]]) -> None:
+        """A socket opened; ``send`` writes one text message on it."""
+
+    def detach(self, reason: str) -> None:
+        """The socket is gone."""
+
+    def deliver(self, message: str | bytes) -> None:
+        """A ``RESTResponse`` message, as read."""
 
 
 class StreamState(StrEnum):
@@ -58,14 +75,16 @@ class Backoff:
     """Reconnect delays in seconds: ``initial`` doubling up to ``maximum``, each scaled by ±``jitter``.
 
     ``after_clean_close`` is the least wait after Asterisk closes the socket cleanly, so a server that
-    accepts and closes at once is never hammered. The doubling starts over only once a connection has stayed
-    up for ``maximum`` seconds.
+    accepts and closes at once is never hammered. The doubling starts over once a connection has worked: it
+    delivered an event, or stayed up ``stable_after`` seconds. A few quick drops of a working Asterisk thus
+    cost ``initial`` each, not ``maximum`` (while the app is away, Asterisk refuses new calls).
     """
 
     initial: float = 0.5
     maximum: float = 10.0
     after_clean_close: float = 1.0
     jitter: float = 0.2
+    stable_after: float = 1.5
 
     def delay(self, failures: int) -> float:
         """The wait before the next attempt, after ``failures`` (>= 1) failures in a row."""
@@ -99,6 +118,7 @@ class _Lost:
     connected_for: float | None = None  # None: never got connected
     clean: bool = False
     unauthorized: bool = False
+    events: int = 0  # events it delivered (or held for delivery)
 
 
 class EventStream:
@@ -113,6 +133,7 @@ class EventStream:
         on_open: Callable[[], Awaitable[None]] | None = None,
         open_timeout: float = 10.0,
         sink: EventSink | None = None,
+        rest: RestOverSocket | None = None,
     ) -> None:
         # ``url`` carries no secret (auth goes in ``headers``), so it is safe to log.
         self._url = url
@@ -121,6 +142,7 @@ class EventStream:
         self._on_open = on_open
         self._open_timeout = open_timeout
         self._sink = sink
+        self._rest = rest
         self._state = StreamState.IDLE
         self._closing = asyncio.Event()
         self._session: asyncio.Task[_Lost] | None = None
@@ -159,7 +181,7 @@ class EventStream:
                 break
             if lost.connected_for is not None:
                 reconnect = True
-                if lost.connected_for >= self._backoff.maximum:
+                if lost.events or lost.connected_for >= self._backoff.stable_after:
                     failures = 0
             failures += 1
             delay = self._backoff.delay(failures)
@@ -203,31 +225,41 @@ class EventStream:
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             return _Lost(_describe(exc))
         opened = time.monotonic()
+        rest = self._rest
+        if rest is not None:
+            rest.attach(ws.send)
+        reader = _Reader(handler, self._sink, rest)
+        reading = asyncio.create_task(reader.read(ws))
         hook = asyncio.create_task(self._run_hook()) if self._on_open is not None else None
+        lost: _Lost | None = None
         try:
             self._set_state(StreamState.CONNECTED, "reconnected" if reconnect else "connected")
             try:
                 await handler.on_connected(reconnect=reconnect)
             except AriError as exc:
                 # The handler could not re-read state; a fresh connection gives it another try.
-                return _Lost(f"on_connected failed: {exc}", time.monotonic() - opened)
-            sink = self._sink
-            async for message in ws:
-                if sink is not None:
-                    sink(message)
-                _deliver(handler, message)
+                lost = _Lost(f"on_connected failed: {exc}", time.monotonic() - opened)
+                return lost
+            reader.release()
+            await reading
             # ``async for`` ends quietly on a clean close and raises on a dropped one.
             reason = f"closed by Asterisk (code {ws.close_code}{_suffix(ws)})"
-            return _Lost(reason, time.monotonic() - opened, clean=True)
+            lost = _Lost(reason, time.monotonic() - opened, clean=True, events=reader.events)
+            return lost
         except ConnectionClosed as exc:
-            return _Lost(f"connection dropped ({exc})", time.monotonic() - opened)
+            lost = _Lost(f"connection dropped ({exc})", time.monotonic() - opened, events=reader.events)
+            return lost
         except OSError as exc:
-            return _Lost(_describe(exc), time.monotonic() - opened)
+            lost = _Lost(_describe(exc), time.monotonic() - opened, events=reader.events)
+            return lost
         finally:
-            if hook is not None and not hook.done():
-                hook.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await hook
+            if rest is not None:
+                rest.detach(lost.reason if lost is not None else "the event stream stopped")
+            for task in (hook, reading):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             # Not ``async with ws``: that closes with 1011 (internal error) when close() cancels this task;
             # a plain close() says 1000 to Asterisk in every case, and returns at once on a dead socket.
             await ws.close()
@@ -275,6 +307,45 @@ class EventLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Reader:
+    """Reads one socket from the moment it opens: a ``RESTResponse`` goes to ``rest`` at once; an event is
+    held until :meth:`release` (the end of ``on_connected``), then delivered as it comes."""
+
+    __slots__ = ("events", "handler", "held", "rest", "sink")
+
+    def __init__(self, handler: EventHandler, sink: EventSink | None, rest: RestOverSocket | None) -> None:
+        self.handler = handler
+        self.sink = sink
+        self.rest = rest
+        self.held: list[str | bytes] | None = []
+        self.events = 0
+
+    async def read(self, ws: ClientConnection) -> None:
+        handler, sink, rest = self.handler, self.sink, self.rest
+        async for message in ws:
+            # Asterisk writes "type" first: one look at the head of the message, no parse, routes a response.
+            if rest is not None and type(message) is str and _RESPONSE in message[:_HEAD]:
+                rest.deliver(message)
+                continue
+            self.events += 1
+            if sink is not None:
+                sink(message)
+            if self.held is None:
+                _deliver(handler, message)
+            else:
+                self.held.append(message)
+
+    def release(self) -> None:
+        held, self.held = self.held, None
+        for message in held or ():
+            _deliver(self.handler, message)
+
+
+# A RESTResponse starts {"type":"RESTResponse" (or with spaces and a newline when ari.conf says pretty=yes).
+_RESPONSE = '"RESTResponse"'
+_HEAD = 40
 
 
 def _deliver(handler: EventHandler, message: str | bytes) -> None:

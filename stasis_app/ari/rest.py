@@ -23,7 +23,9 @@ __all__ = ["AriRest", "error_for"]
 
 _CHANNELS: TypeAdapter[list[Channel]] = TypeAdapter(list[Channel])
 _BRIDGES: TypeAdapter[list[Bridge]] = TypeAdapter(list[Bridge])
-_EVENT_FILTER = json.dumps({"allowed": [{"type": kind} for kind in HANDLED_EVENT_TYPES]}).encode()
+# RESTResponse too: the filter applies to every message on the socket, and REST answers over the websocket
+# (stasis_app.ari.ws_rest) would be dropped, the filter's own answer first.
+_EVENT_FILTER = json.dumps({"allowed": [{"type": kind} for kind in (*HANDLED_EVENT_TYPES, "RESTResponse")]}).encode()
 
 # Asterisk 22.10.1 says a channel is gone in more ways than 404: addChannel / removeChannel answer 400 "Channel
 # not found", and a channel that left Stasis (it is hanging up) answers 409 or 422 "Channel not in Stasis

@@ -5,18 +5,23 @@ transferred call makes some 16 ARI requests, and building httpx request and resp
 CPU than Asterisk spends on the whole call. Asterisk's HTTP server speaks plain HTTP/1.1 with ``Content-Length``
 bodies, so a request here is one formatted head, one write and one read. :class:`HttpxTransport` carries
 anything else (TLS, an injected test transport) through one shared ``httpx.AsyncClient``.
+
+Both open at most ``max_connections`` connections at once and queue the other requests, first come first
+served: Asterisk's ``http.conf`` ``sessionlimit`` (100 by default) is shared with every other HTTP client, and
+beyond it Asterisk drops connections, so REST calls would fail mid-call exactly when load is highest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from stasis_app.ari.protocol import Transport, TransportError
+from stasis_app.ari.protocol import TransportError
 
 __all__ = ["AsteriskTransport", "HttpxTransport", "http_transport"]
 
@@ -40,8 +45,9 @@ class _StaleConnection(Exception):
 
 
 class AsteriskTransport:
-    """HTTP/1.1 to one ``host:port`` under ``prefix`` (``/ari``), keeping up to ``max_idle`` connections open
-    for ``keepalive_expiry`` s. ``headers`` (``Authorization``...) go with every request."""
+    """HTTP/1.1 to one ``host:port`` under ``prefix`` (``/ari``): at most ``max_connections`` open at once,
+    up to ``max_idle`` of them kept for ``keepalive_expiry`` s. ``headers`` (``Authorization``...) go with every
+    request. ``timeout`` bounds a whole request: waiting for a free connection, connecting, the answer."""
 
     def __init__(
         self,
@@ -50,6 +56,7 @@ class AsteriskTransport:
         *,
         prefix: str = "/ari",
         headers: Mapping[str, str] | None = None,
+        max_connections: int = 20,
         max_idle: int = 10,
         keepalive_expiry: float = 5.0,
         connect_timeout: float = 3.0,
@@ -60,7 +67,10 @@ class AsteriskTransport:
         self._prefix = prefix
         fixed = {"Host": f"{host}:{port}", "Accept": "application/json", **(headers or {})}
         self._fixed = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()).encode("latin-1")
-        self._max_idle = max_idle
+        self._max_idle = min(max_idle, max_connections)
+        self._max_connections = max_connections
+        self._busy = 0  # connections lent to requests; with the idle ones never more than max_connections
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._expiry = keepalive_expiry
         self._connect_timeout = connect_timeout
         self._timeout = timeout
@@ -74,6 +84,32 @@ class AsteriskTransport:
             raise TransportError("the ARI client is closed")
         target = f"{self._prefix}{path}?{urlencode(query)}" if query else f"{self._prefix}{path}"
         data = self._head(method, target, body) + (body or b"")
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._acquire()
+                try:
+                    return await self._send(data)
+                finally:
+                    self._release()
+        except TimeoutError:
+            raise TransportError("timed out waiting for Asterisk") from None
+
+    @property
+    def in_use(self) -> int:
+        """Connections lent to requests now (at most ``max_connections``)."""
+        return self._busy
+
+    async def warm_up(self) -> None:
+        """Open one connection ahead of the first request, so that request does not pay for the connect."""
+        if self._idle or self._busy or self._closed:
+            return
+        connection = await self._connect()
+        if self._closed:
+            connection.close()
+        else:
+            self._idle.append(connection)
+
+    async def _send(self, data: bytes) -> tuple[int, bytes]:
         while True:
             connection, reused = self._take()
             if connection is None:
@@ -92,6 +128,30 @@ class AsteriskTransport:
             else:
                 connection.close()
             return status, content
+
+    async def _acquire(self) -> None:
+        if self._busy < self._max_connections and not self._waiters:
+            self._busy += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the slot was handed over just as we gave up: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        # Hand the slot straight to the longest waiter (FIFO); it stays counted as busy.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._busy -= 1
 
     async def aclose(self) -> None:
         self._closed = True
@@ -131,23 +191,20 @@ class AsteriskTransport:
     async def _exchange(self, connection: _Connection, data: bytes, reused: bool) -> tuple[int, bytes, bool]:
         reader = connection.reader
         try:
-            async with asyncio.timeout(self._timeout):
-                connection.writer.write(data)
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError as exc:
-                    if reused and not exc.partial:
-                        raise _StaleConnection from None
-                    raise TransportError("Asterisk closed the connection") from None
-                status, length, chunked, keep = _parse_head(head)
-                if chunked:
-                    content = await _read_chunked(reader)
-                elif length is not None:
-                    content = await reader.readexactly(length) if length else b""
-                else:
-                    content, keep = await reader.read(), False
-        except TimeoutError:
-            raise TransportError("timed out waiting for Asterisk") from None
+            connection.writer.write(data)
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                if reused and not exc.partial:
+                    raise _StaleConnection from None
+                raise TransportError("Asterisk closed the connection") from None
+            status, length, chunked, keep = _parse_head(head)
+            if chunked:
+                content = await _read_chunked(reader)
+            elif length is not None:
+                content = await reader.readexactly(length) if length else b""
+            else:
+                content, keep = await reader.read(), False
         except ConnectionError as exc:
             if reused:
                 raise _StaleConnection from None
@@ -169,12 +226,17 @@ class HttpxTransport:
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 10.0,
+        max_connections: int = 20,
     ) -> None:
         self._http = httpx.AsyncClient(
             base_url=f"{base_url}/ari",
             headers=dict(headers or {}),
             timeout=httpx.Timeout(timeout, connect=3.0),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10, keepalive_expiry=5.0),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=min(10, max_connections),
+                keepalive_expiry=5.0,
+            ),
             transport=transport,
             trust_env=False,
             follow_redirects=False,
@@ -200,13 +262,20 @@ class HttpxTransport:
 
 
 def http_transport(
-    url: str, headers: Mapping[str, str], *, transport: httpx.AsyncBaseTransport | None = None
-) -> Transport:
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    max_connections: int = 20,
+    timeout: float = 10.0,
+) -> AsteriskTransport | HttpxTransport:
     """The lean transport for plain-HTTP Asterisk, httpx for anything else (TLS) or an injected transport."""
     parsed = urlsplit(url)
     if transport is None and parsed.scheme == "http" and parsed.hostname:
-        return AsteriskTransport(parsed.hostname, parsed.port or 80, headers=headers)
-    return HttpxTransport(url, headers=headers, transport=transport)
+        return AsteriskTransport(
+            parsed.hostname, parsed.port or 80, headers=headers, max_connections=max_connections, timeout=timeout
+        )
+    return HttpxTransport(url, headers=headers, transport=transport, timeout=timeout, max_connections=max_connections)
 
 
 def _parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
