@@ -23,7 +23,7 @@ from models.config import Settings
 from models.rcml import Dial, Document, Redirect
 from stasis_app.errors import ConfigError, MarkupError, WebhookError
 from stasis_app.rcml import parse_rcml
-from stasis_app.webhook import app_file, read_app_file, render_app, resolve_url
+from stasis_app.webhook import app_file, read_app_file, resolve_url
 
 __all__ = ["ConfigProblems", "check_settings", "load_settings", "local_apps"]
 
@@ -171,7 +171,7 @@ def _problem(path: Path, error: Mapping[str, Any], from_environ: Mapping[str, st
 
 
 def _parse_app(path: Path, url: str) -> Document:
-    return parse_rcml(render_app(read_app_file(path, url), _Placeholders()), str(path))
+    return parse_rcml(read_app_file(path, url), str(path), _Placeholders())
 
 
 def _linked_apps(base: str, document: Document) -> Iterator[str]:

@@ -7,8 +7,8 @@ Two kinds of URL give an RCML document:
   timeout or a connection failure is a :class:`WebhookError`.
 * ``app:NAME``: the local file ``<apps_path>/NAME.xml``, read on every request (so editing an app
   takes effect on the next call), in which every ``$core_X`` placeholder is replaced by the request
-  parameter ``X``, XML-escaped, as Restcomm's visual designer does. An unknown ``$core_X`` becomes
-  the empty string.
+  parameter ``X``, as Restcomm's visual designer does, after parsing and in attribute values and
+  text only (see :func:`stasis_app.rcml.parse_rcml`). An unknown ``$core_X`` becomes the empty string.
 
 A relative URL (``action="next.xml"``) is resolved against ``base``, the URL of the document that
 contained it: with :func:`urllib.parse.urljoin` for an http(s) base; for an ``app:`` base, local apps
@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urljoin
-from xml.sax.saxutils import escape
 
 import httpx
 
@@ -35,13 +34,10 @@ from stasis_app import __version__
 from stasis_app.errors import MarkupError, WebhookError
 from stasis_app.rcml import parse_rcml
 
-__all__ = ["Webhooks", "app_file", "read_app_file", "render_app", "resolve_url"]
+__all__ = ["Webhooks", "app_file", "read_app_file", "resolve_url"]
 
 log = logging.getLogger(__name__)
 
-_PLACEHOLDER = re.compile(r"\$core_([A-Za-z0-9_]+)")
-# Substitution can land in an attribute value, so quotes are escaped as well as < & >.
-_ATTRIBUTE_SAFE = {'"': "&quot;", "'": "&apos;"}
 _HTTP = ("http://", "https://")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -69,15 +65,6 @@ def app_file(apps_path: Path, url: str) -> Path:
     if not is_safe_app_name(name):
         raise WebhookError(url, "app name must be a plain file name ([A-Za-z0-9_.-], no slash, no ..)")
     return apps_path / f"{name}.xml"
-
-
-def render_app(text: str, params: Mapping[str, str]) -> str:
-    """Replace every ``$core_X`` with the XML-escaped parameter ``X`` (empty when there is none).
-
-    The placeholder name runs to the end of ``[A-Za-z0-9_]``, so ``$core_FromX`` is the parameter
-    ``FromX``, never ``$core_From`` followed by ``X``.
-    """
-    return _PLACEHOLDER.sub(lambda match: escape(params.get(match.group(1), ""), _ATTRIBUTE_SAFE), text)
 
 
 class Webhooks:
@@ -172,7 +159,7 @@ class Webhooks:
     def _fetch_app(self, url: str, params: Mapping[str, str]) -> Document:
         # Synchronous on purpose: a stat() of a small local file (and a read when it changed) costs
         # less than handing it to a thread.
-        return parse_rcml(render_app(self._read_app(url), params), url)
+        return parse_rcml(self._read_app(url), url, params)
 
     def _read_app(self, url: str) -> str:
         path = app_file(self._settings.apps_path, url)
