@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from models.rcml import HttpMethod
 
@@ -42,10 +44,34 @@ class _Config(BaseModel):
 
 
 class AriSettings(_Config):
+    """``[ari]``: where Asterisk's REST interface is and how to log in.
+
+    Credentials written into the URL (``http://user:password@host:8088``, common in ``ARI_URL``) are
+    taken out of it and used as ``username`` / ``password``: the URL is logged, the password never.
+    """
+
     url: str = "http://127.0.0.1:8088"
     username: str = "asterisk"
     password: str = "asterisk"
     app: str = "rcml"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_url(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        try:
+            parts = urlsplit(data["url"])
+            host = parts.netloc.rpartition("@")[2]
+            username, password = parts.username, parts.password
+        except ValueError:
+            return data  # the url validator says what is wrong with it
+        if username is None:
+            return data
+        credentials = {"username": unquote(username)}
+        if password is not None:
+            credentials["password"] = unquote(password)
+        return {**data, **credentials, "url": parts._replace(netloc=host).geturl()}
 
     @field_validator("url")
     @classmethod

@@ -23,6 +23,7 @@ from models.config import Settings
 from models.rcml import Dial, Document, Redirect
 from stasis_app.errors import ConfigError, MarkupError, WebhookError
 from stasis_app.rcml import parse_rcml
+from stasis_app.redact import redact_url
 from stasis_app.webhook import app_file, read_app_file, resolve_url
 
 __all__ = ["ConfigProblems", "check_settings", "load_settings", "local_apps"]
@@ -96,7 +97,7 @@ def check_settings(settings: Settings) -> list[str]:
             checked.add(path)
             document = _parse_app(path, url)
         except WebhookError as exc:
-            problems.append(f"{where}: {exc.url}: {exc.reason}")
+            problems.append(f"{where}: {redact_url(exc.url)}: {exc.reason}")
             continue
         except MarkupError as exc:
             problems.append(str(exc))  # names the app file and the line
