@@ -108,8 +108,15 @@ class RoutingSettings(_Config):
 
 
 class WebhookSettings(_Config):
+    """``[webhooks]``: how application URLs are requested."""
+
+    # One deadline for the whole request: connect, redirects, headers and body.
     timeout: float = Field(default=5.0, gt=0, le=60)
     account_sid: str = "ACae6e420f425248d6a26948c17a9e2acf"
+    # The largest response accepted, before and after gzip/deflate decoding (and the largest local app file).
+    max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Signs every request (X-Twilio-Signature); WEBHOOK_AUTH_TOKEN in the environment overrides it.
+    auth_token: str | None = Field(default=None, min_length=1)
 
 
 class NumberConfig(_Config):
@@ -118,6 +125,9 @@ class NumberConfig(_Config):
     voice_method: HttpMethod = "POST"
     refer_url: str | None = None
     refer_method: HttpMethod = "POST"
+    # Requested when the Voice URL fails (no document, or invalid RCML), with ErrorCode and ErrorUrl added.
+    voice_fallback_url: str | None = None
+    voice_fallback_method: HttpMethod = "POST"
 
     @field_validator("number", mode="before")
     @classmethod
@@ -125,12 +135,12 @@ class NumberConfig(_Config):
         # TOML users write `number = 1001`; a number is an identifier, not arithmetic.
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
-    @field_validator("voice_method", "refer_method", mode="before")
+    @field_validator("voice_method", "refer_method", "voice_fallback_method", mode="before")
     @classmethod
     def _method_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("voice_url", "refer_url")
+    @field_validator("voice_url", "refer_url", "voice_fallback_url")
     @classmethod
     def _app_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://", "app:")):
