@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from models.rcml import HttpMethod
 
@@ -43,6 +44,12 @@ class _Config(BaseModel):
 
 
 class AriSettings(_Config):
+    """``[ari]``: where Asterisk's REST interface is and how to log in.
+
+    Credentials written into the URL (``http://user:password@host:8088``, common in ``ARI_URL``) are
+    taken out of it and used as ``username`` / ``password``: the URL is logged, the password never.
+    """
+
     url: str = "http://127.0.0.1:8088"
     username: str = "asterisk"
     password: str = "asterisk"
@@ -54,6 +61,24 @@ class AriSettings(_Config):
     http_connections: int = Field(default=20, ge=1, le=500)
     # Seconds one REST request may take, queueing for a connection included.
     request_timeout: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_url(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        try:
+            parts = urlsplit(data["url"])
+            host = parts.netloc.rpartition("@")[2]
+            username, password = parts.username, parts.password
+        except ValueError:
+            return data  # the url validator says what is wrong with it
+        if username is None:
+            return data
+        credentials = {"username": unquote(username)}
+        if password is not None:
+            credentials["password"] = unquote(password)
+        return {**data, **credentials, "url": parts._replace(netloc=host).geturl()}
 
     @field_validator("url")
     @classmethod
@@ -90,8 +115,15 @@ class RoutingSettings(_Config):
 
 
 class WebhookSettings(_Config):
+    """``[webhooks]``: how application URLs are requested."""
+
+    # One deadline for the whole request: connect, redirects, headers and body.
     timeout: float = Field(default=5.0, gt=0, le=60)
     account_sid: str = "ACae6e420f425248d6a26948c17a9e2acf"
+    # The largest response accepted, before and after gzip/deflate decoding (and the largest local app file).
+    max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Signs every request (X-Twilio-Signature); WEBHOOK_AUTH_TOKEN in the environment overrides it.
+    auth_token: str | None = Field(default=None, min_length=1)
 
 
 class NumberConfig(_Config):
@@ -100,6 +132,9 @@ class NumberConfig(_Config):
     voice_method: HttpMethod = "POST"
     refer_url: str | None = None
     refer_method: HttpMethod = "POST"
+    # Requested when the Voice URL fails (no document, or invalid RCML), with ErrorCode and ErrorUrl added.
+    voice_fallback_url: str | None = None
+    voice_fallback_method: HttpMethod = "POST"
 
     @field_validator("number", mode="before")
     @classmethod
@@ -107,12 +142,12 @@ class NumberConfig(_Config):
         # TOML users write `number = 1001`; a number is an identifier, not arithmetic.
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
-    @field_validator("voice_method", "refer_method", mode="before")
+    @field_validator("voice_method", "refer_method", "voice_fallback_method", mode="before")
     @classmethod
     def _method_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("voice_url", "refer_url")
+    @field_validator("voice_url", "refer_url", "voice_fallback_url")
     @classmethod
     def _app_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://", "app:")):

@@ -65,7 +65,8 @@ class Dial(_Rcml):
     action: str | None = None
     method: HttpMethod = "POST"
     timeout: int = Field(default=30, ge=1, le=600)
-    time_limit: int = Field(default=14400, alias="timeLimit", ge=1)
+    # 4 h by default; the parser clamps a larger value to 24 h (stasis_app.rcml.MAX_TIME_LIMIT).
+    time_limit: int = Field(default=14400, alias="timeLimit", ge=1, le=86400)
     caller_id: str | None = Field(default=None, alias="callerId")
 
 

@@ -11,6 +11,7 @@ from stasis_app.ari.client import AriClient
 from stasis_app.ari.events import EventLog
 from stasis_app.engine import Engine
 from stasis_app.errors import AriError, ConfigError
+from stasis_app.redact import redact_url
 from stasis_app.webhook import Webhooks
 
 __all__ = ["run_app"]
@@ -43,7 +44,12 @@ def _open_event_log(path: Path) -> EventLog:
 async def _run(settings: Settings, sink: EventLog | None) -> None:
     async with AriClient(settings.ari, event_sink=sink) as ari, Webhooks(settings) as webhooks:
         engine = Engine(ari, webhooks, settings)
-        log.info("stasis-rcml: app %r on %s, %d numbers", settings.ari.app, settings.ari.url, len(settings.numbers))
+        log.info(
+            "stasis-rcml: app %r on %s, %d numbers",
+            settings.ari.app,
+            redact_url(settings.ari.url),
+            len(settings.numbers),
+        )
         try:
             await ari.run(_Startup(engine, ari))
         finally:

@@ -22,6 +22,7 @@ from typing import Any
 from stasis_app import __version__, logs
 from stasis_app.config import ConfigProblems, check_settings, load_settings, local_apps
 from stasis_app.errors import ConfigError, StasisRcmlError
+from stasis_app.redact import redact_url
 
 __all__ = ["main"]
 
@@ -96,7 +97,8 @@ def _run(config: Path, event_log: Path | None = None) -> int:
     from stasis_app.app import run_app
 
     ari = settings.ari
-    log.info("stasis-rcml %s: %d numbers, ARI %s app %s", __version__, len(settings.numbers), ari.url, ari.app)
+    url = redact_url(ari.url)
+    log.info("stasis-rcml %s: %d numbers, ARI %s app %s", __version__, len(settings.numbers), url, ari.app)
     # KeyboardInterrupt only gets here where loop signal handlers are unavailable (Windows).
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_until_signal(run_app(settings, event_log=event_log)))

@@ -23,12 +23,14 @@ from models.config import Settings
 from models.rcml import Dial, Document, Redirect
 from stasis_app.errors import ConfigError, MarkupError, WebhookError
 from stasis_app.rcml import parse_rcml
-from stasis_app.webhook import app_file, read_app_file, render_app, resolve_url
+from stasis_app.redact import redact_url
+from stasis_app.webhook import app_file, read_app_file, resolve_url
 
 __all__ = ["ConfigProblems", "check_settings", "load_settings", "local_apps"]
 
-# Environment variables that override the [ari] table (secrets stay out of the file).
+# Environment variables that override the [ari] and [webhooks] tables (secrets stay out of the file).
 _ARI_ENVIRON = {"ARI_URL": "url", "ARI_USERNAME": "username", "ARI_PASSWORD": "password", "ARI_APP": "app"}
+_WEBHOOKS_ENVIRON = {"WEBHOOK_AUTH_TOKEN": "auth_token"}
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)$")
 # What `check` substitutes for $core_X: valid as a number, a client name, a count and a duration,
 # and recognisable, so that `action="$core_Next"` is not reported as a missing app "app:0000001".
@@ -46,7 +48,8 @@ class ConfigProblems(ConfigError):
 
 def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the configuration file; ``ARI_URL``, ``ARI_USERNAME``, ``ARI_PASSWORD`` and
-    ``ARI_APP`` (from ``environ``, default :data:`os.environ`) override its ``[ari]`` table.
+    ``ARI_APP`` (from ``environ``, default :data:`os.environ`) override its ``[ari]`` table, and
+    ``WEBHOOK_AUTH_TOKEN`` its ``[webhooks] auth_token``.
 
     Relative paths in it (``routing.apps_dir``) are relative to the file's folder.
     Raises :class:`ConfigProblems` (a :class:`ConfigError`) listing every problem found.
@@ -78,7 +81,11 @@ def check_settings(settings: Settings) -> list[str]:
     used = {
         f"numbers[{index}].{key}": url
         for index, number in enumerate(settings.numbers)
-        for key, url in (("voice_url", number.voice_url), ("refer_url", number.refer_url))
+        for key, url in (
+            ("voice_url", number.voice_url),
+            ("refer_url", number.refer_url),
+            ("voice_fallback_url", number.voice_fallback_url),
+        )
         if url is not None and url.startswith("app:")
     }
     if used and not settings.apps_path.is_dir():
@@ -96,7 +103,7 @@ def check_settings(settings: Settings) -> list[str]:
             checked.add(path)
             document = _parse_app(path, url)
         except WebhookError as exc:
-            problems.append(f"{where}: {exc.url}: {exc.reason}")
+            problems.append(f"{where}: {redact_url(exc.url)}: {exc.reason}")
             continue
         except MarkupError as exc:
             problems.append(str(exc))  # names the app file and the line
@@ -132,12 +139,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _apply_environ(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
-    """Put the ARI_* overrides into ``data``; returns key -> variable, to name the variable in errors."""
-    overrides = {key: environ[name] for name, key in _ARI_ENVIRON.items() if environ.get(name)}
-    ari = data.get("ari", {})
-    if overrides and isinstance(ari, dict):
-        data["ari"] = {**ari, **overrides}
-    return {key: name for name, key in _ARI_ENVIRON.items() if key in overrides}
+    """Put the environment's overrides into ``data``; returns "table.key" -> variable, to name it in errors."""
+    named: dict[str, str] = {}
+    for table, variables in (("ari", _ARI_ENVIRON), ("webhooks", _WEBHOOKS_ENVIRON)):
+        overrides = {key: environ[name] for name, key in variables.items() if environ.get(name)}
+        section = data.get(table, {})
+        if overrides and isinstance(section, dict):
+            data[table] = {**section, **overrides}
+        named.update({f"{table}.{key}": name for name, key in variables.items() if key in overrides})
+    return named
 
 
 def _duplicate_numbers(path: Path, data: Mapping[str, Any]) -> list[str]:
@@ -165,13 +175,13 @@ def _problem(path: Path, error: Mapping[str, Any], from_environ: Mapping[str, st
     if error["type"] == "missing":
         return f"{path}: {key}: missing"
     message = str(error["msg"]).removeprefix("Value error, ")
-    if loc[:1] == ("ari",) and len(loc) == 2 and loc[1] in from_environ:
-        return f"{from_environ[str(loc[1])]} (environment): {message}"
+    if len(loc) == 2 and f"{loc[0]}.{loc[1]}" in from_environ:
+        return f"{from_environ[f'{loc[0]}.{loc[1]}']} (environment): {message}"
     return f"{path}: {key}: {message}"
 
 
 def _parse_app(path: Path, url: str) -> Document:
-    return parse_rcml(render_app(read_app_file(path, url), _Placeholders()), str(path))
+    return parse_rcml(read_app_file(path, url), str(path), _Placeholders())
 
 
 def _linked_apps(base: str, document: Document) -> Iterator[str]:

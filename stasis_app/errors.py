@@ -10,6 +10,8 @@ StasisRcmlError
 
 from __future__ import annotations
 
+from stasis_app.redact import redact_url
+
 __all__ = ["AriError", "CallGone", "ConfigError", "MarkupError", "StasisRcmlError", "WebhookError"]
 
 
@@ -28,7 +30,7 @@ class MarkupError(StasisRcmlError):
         self.source = source
         self.line = line
         self.reason = message
-        where = f"{source}, line {line}" if line else source
+        where = f"{redact_url(source)}, line {line}" if line else redact_url(source)
         super().__init__(f"invalid RCML from {where}: {message}")
 
 
@@ -38,7 +40,8 @@ class WebhookError(StasisRcmlError):
     def __init__(self, url: str, reason: str) -> None:
         self.url = url
         self.reason = reason
-        super().__init__(f"request to {url} failed: {reason}")
+        # The URL may carry user:password@ (sent as Basic auth): the message is logged, so it never does.
+        super().__init__(f"request to {redact_url(url)} failed: {reason}")
 
 
 class AriError(StasisRcmlError):

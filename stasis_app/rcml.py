@@ -14,12 +14,21 @@ The parser follows Restcomm/Twilio spelling and semantics:
   resolves them against the URL of the document that contained them.
 * No DTD is ever loaded and no entity is expanded (XXE, "billion laughs"): a document with a
   ``DOCTYPE`` is refused outright, since RCML never needs one.
+* Sizes are bounded so that no document can stall the event loop or overflow a timer: at most
+  :data:`MAX_VERBS` verbs and :data:`MAX_NOUNS` nouns per ``<Dial>``; a ``<Dial>`` ``timeout`` above
+  600 s or ``timeLimit`` above :data:`MAX_TIME_LIMIT` is clamped with a WARNING (Restcomm's own tests
+  use ``timeout="1000000"``); ``<Pause length>`` and ``<Play loop>`` out of range are errors.
+* ``$core_X`` placeholders (local ``app:`` files, as Restcomm's visual designer writes them) are
+  replaced after parsing, in attribute values and text only: a value can never change the
+  document's structure, and comments are left alone.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from lxml import etree
@@ -41,7 +50,19 @@ from models.rcml import (
 )
 from stasis_app.errors import MarkupError
 
-__all__ = ["parse_rcml"]
+__all__ = ["MAX_NOUNS", "MAX_TIME_LIMIT", "MAX_VERBS", "fill_placeholders", "parse_rcml"]
+
+log = logging.getLogger(__name__)
+
+# A real app has a handful of verbs; a million of them only costs memory and blocks every call while parsed.
+MAX_VERBS = 1000
+MAX_NOUNS = 100
+# 24 h: longer than any real call, short enough for any timer (the default, 4 h, is in models.rcml).
+MAX_TIME_LIMIT = 86400
+# Attributes clamped (with a WARNING) instead of refused: (verb, attribute) -> the largest value used.
+_CLAMPED = {("Dial", "timeout"): 600, ("Dial", "timeLimit"): MAX_TIME_LIMIT}
+_DIGITS = re.compile(r"[0-9]+")
+_SHOWN = 40  # characters of a bad attribute value quoted in an error
 
 # One parser for the process: building one per document costs more than parsing a small document.
 # lxml parsers are not thread-safe, but everything here runs on the one asyncio thread.
@@ -55,45 +76,95 @@ _PARSER = etree.XMLParser(
 )
 
 # lxml refuses a str that carries an encoding declaration; the text is already decoded, so drop it.
-_XML_DECLARATION = re.compile(r"\A\ufeff?\s*<\?xml[^>]*\?>")
-_LXML_POSITION = re.compile(r", line \d+, column (\d+)$")
+# "<?xml " only: "<?xml-stylesheet ...?>" is a processing instruction, which the parser drops.
+_XML_DECLARATION = re.compile(r"\A\ufeff?\s*<\?xml\s[^>]*\?>")
+_PLACEHOLDER = re.compile(r"\$core_([A-Za-z0-9_]+)")
+_LXML_POSITION = re.compile(r"\s*, line \d+, column (\d+)$")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
-def parse_rcml(text: str | bytes, source: str) -> Document:
+def parse_rcml(text: str | bytes, source: str, params: Mapping[str, str] | None = None) -> Document:
     """Parse an RCML document; ``source`` (a URL or file name) is named in every error.
 
-    Bytes are decoded as the XML declaration says (UTF-8 by default); a str is used as is.
-    Raises :class:`MarkupError` with the line at fault.
+    Bytes are decoded as the XML declaration says (UTF-8 by default); a str is used as is. With
+    ``params``, every ``$core_X`` in an attribute value or a text is replaced by ``params["X"]`` (empty
+    when missing). Raises :class:`MarkupError` with the line at fault, and never anything else.
     """
+    src = _Source(source, params)
     if isinstance(text, str):
         text = _XML_DECLARATION.sub("", text, count=1)
     try:
         root = etree.fromstring(text, _PARSER)
     except etree.XMLSyntaxError as exc:
         raise MarkupError(source, _syntax_message(exc), exc.lineno or None) from None
+    except ValueError as exc:  # lxml refuses some inputs before parsing (e.g. a declaration left in a str)
+        raise MarkupError(source, f"not well-formed XML: {_first_line(exc)}") from None
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None or docinfo.doctype:
         raise MarkupError(source, "DOCTYPE declarations are not allowed", _doctype_line(text))
     if root.tag != "Response":
-        raise MarkupError(source, f"the root element must be <Response>, not <{root.tag}>", _line(root))
-    _no_stray_text(root, source)
-    verbs = tuple(_parse_verb(element, source) for element in _elements(root, source))
+        raise MarkupError(source, f"the root element must be <Response>, not <{_name(root)}>", _line(root))
+    if len(root) > MAX_VERBS:
+        raise MarkupError(source, f"too many verbs ({len(root)}; at most {MAX_VERBS})", _line(root))
+    _no_stray_text(root, src)
+    verbs = tuple(_parse_verb(element, src) for element in _elements(root, src))
     return Document(verbs=verbs, source=source)
+
+
+def fill_placeholders(value: str, params: Mapping[str, str]) -> str:
+    """Replace every ``$core_X`` in ``value`` with ``params["X"]`` (empty when there is none).
+
+    The placeholder name runs to the end of ``[A-Za-z0-9_]``, so ``$core_FromX`` is the parameter
+    ``FromX``, never ``$core_From`` followed by ``X``.
+    """
+    return _PLACEHOLDER.sub(lambda match: params.get(match.group(1), ""), value)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a document came from (for errors) and the parameters its placeholders take."""
+
+    name: str
+    params: Mapping[str, str] | None
+
+    def value(self, raw: str | None) -> str:
+        """An attribute value or text as the document means it: placeholders filled, when there are params."""
+        if raw is None:
+            return ""
+        return raw if self.params is None else fill_placeholders(raw, self.params)
+
+    def error(self, message: str, element: etree._Element | None = None) -> MarkupError:
+        return MarkupError(self.name, message, None if element is None else _line(element))
 
 
 def _line(element: etree._Element) -> int | None:
     return cast("int | None", element.sourceline)  # lxml-stubs leave it untyped
 
 
+def _name(element: etree._Element) -> str:
+    """The tag as written (``{uri}tag`` for a namespaced one), shortened for a one-line message."""
+    return _shown(str(element.tag))
+
+
+def _shown(value: str, limit: int = _SHOWN) -> str:
+    return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} characters)"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _syntax_message(exc: etree.XMLSyntaxError) -> str:
-    # lxml says "expected '>', line 3, column 1": the line goes in MarkupError, keep the column.
-    match = _LXML_POSITION.search(exc.msg)
+    # lxml says "expected '>', line 3, column 1": the line goes in MarkupError, keep the column. Some of
+    # its messages span lines ("...out of allowed range\n, line 3, ..."): an error is one line.
+    msg = " ".join(str(exc.msg).split())
+    match = _LXML_POSITION.search(msg)
     if match is None:
-        return f"not well-formed XML: {exc.msg}"
-    return f"not well-formed XML: {exc.msg[: match.start()]} (column {match.group(1)})"
+        return f"not well-formed XML: {_shown(msg, 120)}"
+    return f"not well-formed XML: {_shown(msg[: match.start()], 120)} (column {match.group(1)})"
 
 
 def _doctype_line(text: str | bytes) -> int | None:
@@ -105,123 +176,145 @@ def _doctype_line(text: str | bytes) -> int | None:
     return text.count(newline, 0, index) + 1  # type: ignore[arg-type]
 
 
-def _elements(parent: etree._Element, source: str) -> Iterator[etree._Element]:
+def _elements(parent: etree._Element, src: _Source) -> Iterator[etree._Element]:
     """The child elements; an entity reference (only possible with a DTD) is refused, not skipped."""
     for child in parent:
         if not isinstance(child.tag, str):
-            raise MarkupError(source, f"unexpected {child!r} in <{parent.tag}>", _line(child))
+            raise src.error(f"unexpected {_shown(repr(child))} in <{_name(parent)}>", child)
         yield child
 
 
-def _no_stray_text(element: etree._Element, source: str) -> None:
+def _no_stray_text(element: etree._Element, src: _Source) -> None:
     """Text between verbs (or nouns) is almost always a typo; say so instead of ignoring it."""
-    if element.text and element.text.strip():
-        text = element.text.strip()
-        raise MarkupError(source, f"unexpected text {text!r} in <{element.tag}>", _line(element))
+    text = src.value(element.text).strip()
+    if text:
+        raise src.error(f"unexpected text {_shown(repr(text))} in <{_name(element)}>", element)
     for child in element:
-        if child.tail and child.tail.strip():
-            raise MarkupError(source, f"unexpected text {child.tail.strip()!r} after <{child.tag}>", _line(child))
+        tail = src.value(child.tail).strip()
+        if tail:
+            raise src.error(f"unexpected text {_shown(repr(tail))} after <{_name(child)}>", child)
 
 
-def _text(element: etree._Element, source: str, *, required: bool = True) -> str:
+def _text(element: etree._Element, src: _Source, *, required: bool = True) -> str:
     """The stripped text of a verb or noun that takes text and no child elements."""
-    for child in _elements(element, source):
-        raise MarkupError(source, f"<{element.tag}> takes text, not <{child.tag}>", _line(child))
-    value = (element.text or "").strip()
+    for child in _elements(element, src):
+        raise src.error(f"<{_name(element)}> takes text, not <{_name(child)}>", child)
+    value = src.value(element.text).strip()
     if required and not value:
-        raise MarkupError(source, f"<{element.tag}> is empty", _line(element))
+        raise src.error(f"<{_name(element)}> is empty", element)
     return value
 
 
-def _attributes(element: etree._Element, names: tuple[str, ...]) -> dict[str, str]:
+def _attributes(element: etree._Element, src: _Source, names: tuple[str, ...]) -> dict[str, str]:
     """The known attributes (RCML spelling) that have a value; unknown ones are ignored, like Twilio."""
     values: dict[str, str] = {}
     for name in names:
-        value = element.get(name)
-        if value is not None and value.strip():
-            values[name] = value.strip()
+        value = src.value(element.get(name)).strip()
+        if value:
+            values[name] = _clamped(element, src, name, value)
     if "method" in values:
         values["method"] = values["method"].upper()  # Twilio accepts method="post"
     return values
 
 
-def _build(model: type[_Model], element: etree._Element, source: str, **fields: Any) -> _Model:
+def _clamped(element: etree._Element, src: _Source, name: str, value: str) -> str:
+    """``value``, or the largest allowed when it is a whole number above an attribute's clamp."""
+    limit = _CLAMPED.get((str(element.tag), name))
+    # Compared as digit strings first: int() of thousands of digits is slow, and refused past 4300.
+    if limit is None or _DIGITS.fullmatch(value) is None:
+        return value
+    digits = value.lstrip("0") or "0"
+    if len(digits) < len(str(limit)) or (len(digits) == len(str(limit)) and int(digits) <= limit):
+        return value
+    log.warning(
+        '%s, line %s: <%s> %s="%s" is above %d; using %d',
+        src.name,
+        _line(element),
+        element.tag,
+        name,
+        _shown(value),
+        limit,
+        limit,
+    )
+    return str(limit)
+
+
+def _build(model: type[_Model], element: etree._Element, src: _Source, **fields: Any) -> _Model:
     """Validate ``fields`` (RCML attribute names) into ``model``; a bad value names the attribute."""
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
         error = exc.errors()[0]
         name = ".".join(str(part) for part in error["loc"])
-        written = element.get(name, error["input"])  # as written, before method="put" became "PUT"
-        message = f'<{element.tag}> {name}="{written}": {error["msg"]}'
-        raise MarkupError(source, message, _line(element)) from None
+        # As written (before method="put" became "PUT"), placeholders filled.
+        written = src.value(element.get(name)) if element.get(name) is not None else str(error["input"])
+        message = f'<{_name(element)}> {name}="{_shown(written)}": {error["msg"]}'
+        raise src.error(message, element) from None
 
 
-def _dial(element: etree._Element, source: str) -> Dial:
+def _dial(element: etree._Element, src: _Source) -> Dial:
+    if len(element) > MAX_NOUNS:
+        raise src.error(f"<Dial> has too many nouns ({len(element)}; at most {MAX_NOUNS})", element)
     nouns: list[DialNoun] = []
-    text = (element.text or "").strip()
+    text = src.value(element.text).strip()
     if text:
         nouns.append(Number(number=text))
-    for child in _elements(element, source):
-        parse_noun = _NOUNS.get(child.tag)
+    for child in _elements(element, src):
+        parse_noun = _NOUNS.get(str(child.tag))
         if parse_noun is None:
-            raise MarkupError(source, f"unsupported noun <{child.tag}> in <Dial>", _line(child))
+            raise src.error(f"unsupported noun <{_name(child)}> in <Dial>", child)
         if text:
-            raise MarkupError(source, "<Dial> has both text and nouns", _line(element))
-        nouns.append(parse_noun(child, source))
-    _no_stray_text_after_nouns(element, source)
-    if not nouns:
-        raise MarkupError(source, "<Dial> has nothing to dial", _line(element))
-    attributes = _attributes(element, ("action", "method", "timeout", "timeLimit", "callerId"))
-    return _build(Dial, element, source, nouns=tuple(nouns), **attributes)
-
-
-def _no_stray_text_after_nouns(element: etree._Element, source: str) -> None:
+            raise src.error("<Dial> has both text and nouns", element)
+        nouns.append(parse_noun(child, src))
     for child in element:
-        if child.tail and child.tail.strip():
-            raise MarkupError(source, "<Dial> has both text and nouns", _line(child))
+        if src.value(child.tail).strip():
+            raise src.error("<Dial> has both text and nouns", child)
+    if not nouns:
+        raise src.error("<Dial> has nothing to dial", element)
+    attributes = _attributes(element, src, ("action", "method", "timeout", "timeLimit", "callerId"))
+    return _build(Dial, element, src, nouns=tuple(nouns), **attributes)
 
 
-def _hangup(element: etree._Element, source: str) -> Hangup:
-    _text(element, source, required=False)
+def _hangup(element: etree._Element, src: _Source) -> Hangup:
+    _text(element, src, required=False)
     return Hangup()
 
 
-def _pause(element: etree._Element, source: str) -> Pause:
-    _text(element, source, required=False)
-    return _build(Pause, element, source, **_attributes(element, ("length",)))
+def _pause(element: etree._Element, src: _Source) -> Pause:
+    _text(element, src, required=False)
+    return _build(Pause, element, src, **_attributes(element, src, ("length",)))
 
 
-def _redirect(element: etree._Element, source: str) -> Redirect:
-    url = _text(element, source)
-    return _build(Redirect, element, source, url=url, **_attributes(element, ("method",)))
+def _redirect(element: etree._Element, src: _Source) -> Redirect:
+    url = _text(element, src)
+    return _build(Redirect, element, src, url=url, **_attributes(element, src, ("method",)))
 
 
-def _reject(element: etree._Element, source: str) -> Reject:
-    _text(element, source, required=False)
-    return _build(Reject, element, source, **_attributes(element, ("reason",)))
+def _reject(element: etree._Element, src: _Source) -> Reject:
+    _text(element, src, required=False)
+    return _build(Reject, element, src, **_attributes(element, src, ("reason",)))
 
 
-def _play(element: etree._Element, source: str) -> Play:
-    media = _text(element, source)
+def _play(element: etree._Element, src: _Source) -> Play:
+    media = _text(element, src)
     if not _URI_SCHEME.match(media):
         media = f"sound:{media}"
-    return _build(Play, element, source, media=media, **_attributes(element, ("loop",)))
+    return _build(Play, element, src, media=media, **_attributes(element, src, ("loop",)))
 
 
-def _number(element: etree._Element, source: str) -> DialNoun:
-    return Number(number=_text(element, source))
+def _number(element: etree._Element, src: _Source) -> DialNoun:
+    return Number(number=_text(element, src))
 
 
-def _client(element: etree._Element, source: str) -> DialNoun:
-    return Client(name=_text(element, source))
+def _client(element: etree._Element, src: _Source) -> DialNoun:
+    return Client(name=_text(element, src))
 
 
-def _sip(element: etree._Element, source: str) -> DialNoun:
-    return Sip(uri=_text(element, source))
+def _sip(element: etree._Element, src: _Source) -> DialNoun:
+    return Sip(uri=_text(element, src))
 
 
-_VERBS: Mapping[str, Callable[[etree._Element, str], Verb]] = {
+_VERBS: Mapping[str, Callable[[etree._Element, _Source], Verb]] = {
     "Dial": _dial,
     "Hangup": _hangup,
     "Pause": _pause,
@@ -230,15 +323,15 @@ _VERBS: Mapping[str, Callable[[etree._Element, str], Verb]] = {
     "Play": _play,
 }
 
-_NOUNS: Mapping[str, Callable[[etree._Element, str], DialNoun]] = {
+_NOUNS: Mapping[str, Callable[[etree._Element, _Source], DialNoun]] = {
     "Number": _number,
     "Client": _client,
     "Sip": _sip,
 }
 
 
-def _parse_verb(element: etree._Element, source: str) -> Verb:
+def _parse_verb(element: etree._Element, src: _Source) -> Verb:
     parse = _VERBS.get(str(element.tag))
     if parse is None:
-        raise MarkupError(source, f"unsupported verb <{element.tag}>", _line(element))
-    return parse(element, source)
+        raise src.error(f"unsupported verb <{_name(element)}>", element)
+    return parse(element, src)

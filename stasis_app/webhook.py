@@ -3,12 +3,14 @@
 Two kinds of URL give an RCML document:
 
 * ``http://`` / ``https://``: requested with httpx, GET with the parameters in the query string or
-  POST with them as a form body (Twilio semantics). Redirects are followed; a non-2xx answer, a
-  timeout or a connection failure is a :class:`WebhookError`.
+  POST with them as a form body (Twilio semantics), signed with ``X-Twilio-Signature`` when an auth
+  token is configured. Redirects are followed; a non-2xx answer, a timeout, a connection failure,
+  an oversized body or anything else that goes wrong is a :class:`WebhookError` (see
+  :mod:`stasis_app.webhook_http` for the bounds).
 * ``app:NAME``: the local file ``<apps_path>/NAME.xml``, read on every request (so editing an app
   takes effect on the next call), in which every ``$core_X`` placeholder is replaced by the request
-  parameter ``X``, XML-escaped, as Restcomm's visual designer does. An unknown ``$core_X`` becomes
-  the empty string.
+  parameter ``X``, as Restcomm's visual designer does, after parsing and in attribute values and
+  text only (see :func:`stasis_app.rcml.parse_rcml`). An unknown ``$core_X`` becomes the empty string.
 
 A relative URL (``action="next.xml"``) is resolved against ``base``, the URL of the document that
 contained it: with :func:`urllib.parse.urljoin` for an http(s) base; for an ``app:`` base, local apps
@@ -25,25 +27,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urljoin
-from xml.sax.saxutils import escape
 
 import httpx
 
-from models.config import Settings, is_safe_app_name
+from models.config import NumberConfig, Settings, is_safe_app_name
 from models.rcml import Document, HttpMethod
 from stasis_app import __version__
 from stasis_app.errors import MarkupError, WebhookError
 from stasis_app.rcml import parse_rcml
+from stasis_app.redact import redact_url
+from stasis_app.webhook_http import refuse_bad_redirects, request_body
 
-__all__ = ["Webhooks", "app_file", "read_app_file", "render_app", "resolve_url"]
+__all__ = ["ERROR_DOCUMENT", "ERROR_FETCH", "Webhooks", "app_file", "read_app_file", "resolve_url"]
 
 log = logging.getLogger(__name__)
 
-_PLACEHOLDER = re.compile(r"\$core_([A-Za-z0-9_]+)")
-# Substitution can land in an attribute value, so quotes are escaped as well as < & >.
-_ATTRIBUTE_SAFE = {'"': "&quot;", "'": "&apos;"}
 _HTTP = ("http://", "https://")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+# Twilio's error codes, sent as ErrorCode to a Voice Fallback URL: the document could not be fetched,
+# or it was not valid markup.
+ERROR_FETCH = "11200"
+ERROR_DOCUMENT = "12100"
 
 
 def resolve_url(url: str, base: str | None = None) -> str:
@@ -71,15 +76,6 @@ def app_file(apps_path: Path, url: str) -> Path:
     return apps_path / f"{name}.xml"
 
 
-def render_app(text: str, params: Mapping[str, str]) -> str:
-    """Replace every ``$core_X`` with the XML-escaped parameter ``X`` (empty when there is none).
-
-    The placeholder name runs to the end of ``[A-Za-z0-9_]``, so ``$core_FromX`` is the parameter
-    ``FromX``, never ``$core_From`` followed by ``X``.
-    """
-    return _PLACEHOLDER.sub(lambda match: escape(params.get(match.group(1), ""), _ATTRIBUTE_SAFE), text)
-
-
 class Webhooks:
     """Fetches and parses the RCML document behind any application URL.
 
@@ -101,10 +97,11 @@ class Webhooks:
         self._client = client or httpx.AsyncClient(
             transport=transport,
             timeout=self._timeout,
-            follow_redirects=True,
+            follow_redirects=False,  # followed by request_body(), hop by hop, within one deadline
             # Proxies and .netrc from the environment must not capture calls to the customer's app.
             trust_env=False,
             headers={"User-Agent": f"stasis-rcml/{__version__}"},
+            event_hooks={"response": [refuse_bad_redirects]},
         )
         # path -> ((mtime_ns, size), text): an unchanged app costs one stat() per request.
         self._app_cache: dict[Path, tuple[tuple[int, int], str]] = {}
@@ -131,7 +128,7 @@ class Webhooks:
         The document's ``source`` is the resolved URL: pass it as ``base`` for the URLs it contains.
         """
         started = time.monotonic()
-        log.debug("%s %s %s", method, url, params)  # formatted only when DEBUG is on
+        log.debug("%s %s %s", method, redact_url(url), params)  # formatted only when DEBUG is on
         target = url
         try:
             target = resolve_url(url, base)
@@ -141,38 +138,50 @@ class Webhooks:
                 document, status = await self._fetch_http(target, method, params)
         except (WebhookError, MarkupError) as exc:
             # The caller says what the failure means for the call, in one line; here only the timing.
-            log.debug("%s %s failed: %s (%d ms)", method, target, exc, _ms(started))
+            log.debug("%s %s failed: %s (%d ms)", method, redact_url(target), exc, _ms(started))
             raise
-        log.debug("%s %s -> %s (%d ms)", method, target, status, _ms(started))
+        log.debug("%s %s -> %s (%d ms)", method, redact_url(target), status, _ms(started))
         return document
+
+    async def fetch_voice(self, number: NumberConfig, params: Mapping[str, str]) -> Document:
+        """The document a new call on ``number`` runs: its Voice URL, or its Voice Fallback URL when that fails.
+
+        The fallback (if the number has one) is requested when the Voice URL gives no document or an
+        invalid one, with ``ErrorCode`` (11200: not fetched, 12100: invalid RCML) and ``ErrorUrl`` added,
+        as Twilio does; the first failure is logged as a WARNING. Raises the fallback's error when it
+        fails too, or the Voice URL's when there is no fallback.
+        """
+        try:
+            return await self.fetch(number.voice_url, number.voice_method, params)
+        except (WebhookError, MarkupError) as exc:
+            if number.voice_fallback_url is None:
+                raise
+            code = ERROR_DOCUMENT if isinstance(exc, MarkupError) else ERROR_FETCH
+            log.warning("number %s: %s; trying its Voice Fallback URL", number.number, exc)
+        extra = {"ErrorCode": code, "ErrorUrl": redact_url(number.voice_url)}
+        return await self.fetch(number.voice_fallback_url, number.voice_fallback_method, {**params, **extra})
 
     async def _fetch_http(self, url: str, method: HttpMethod, params: Mapping[str, str]) -> tuple[Document, str]:
         if not url.startswith(_HTTP):
             raise WebhookError(url, "unsupported URL (need http://, https:// or app:NAME)")
-        try:
-            if method == "GET":
-                # Merged into the URL's own query: httpx's params= would replace it.
-                response = await self._client.get(httpx.URL(url).copy_merge_params(dict(params)))
-            else:
-                response = await self._client.post(url, data=dict(params))
-        except httpx.TimeoutException:
-            raise WebhookError(url, f"timed out after {self._timeout:g} s") from None
-        except httpx.TooManyRedirects:
-            raise WebhookError(url, "too many redirects") from None
-        except httpx.ConnectError as exc:
-            raise WebhookError(url, _connect_reason(exc)) from None
-        except httpx.HTTPError as exc:
-            raise WebhookError(url, f"{type(exc).__name__}: {_first_line(exc)}") from None
-        if not response.is_success:
-            raise WebhookError(url, f"HTTP {response.status_code}")
+        webhooks = self._settings.webhooks
+        body = await request_body(
+            self._client,
+            url,
+            method,
+            params,
+            timeout=self._timeout,
+            max_bytes=webhooks.max_response_bytes,
+            auth_token=webhooks.auth_token,
+        )
         # After a redirect, relative URLs in the document are relative to where it really came from.
-        source = str(response.url.copy_with(query=None)) if response.history else url
-        return parse_rcml(response.content, source), str(response.status_code)
+        source = str(httpx.URL(body.url).copy_with(query=None)) if body.redirected else url
+        return parse_rcml(body.content, source), str(body.status)
 
     def _fetch_app(self, url: str, params: Mapping[str, str]) -> Document:
         # Synchronous on purpose: a stat() of a small local file (and a read when it changed) costs
         # less than handing it to a thread.
-        return parse_rcml(render_app(self._read_app(url), params), url)
+        return parse_rcml(self._read_app(url), url, params)
 
     def _read_app(self, url: str) -> str:
         path = app_file(self._settings.apps_path, url)
@@ -184,32 +193,25 @@ class Webhooks:
         cached = self._app_cache.get(path)
         if key is not None and cached is not None and cached[0] == key:
             return cached[1]
-        text = read_app_file(path, url)
+        text = read_app_file(path, url, self._settings.webhooks.max_response_bytes)
         if key is not None:
             self._app_cache[path] = (key, text)
         return text
 
 
-def read_app_file(path: Path, url: str) -> str:
-    """The text of the local app file ``path`` (named ``url``); a :class:`WebhookError` if unreadable."""
+def read_app_file(path: Path, url: str, max_bytes: int | None = None) -> str:
+    """The text of the local app file ``path`` (named ``url``); a :class:`WebhookError` if unreadable.
+
+    With ``max_bytes``, a larger file is refused before it is read (the same bound as an HTTP response).
+    """
     try:
+        if max_bytes is not None and path.stat().st_size > max_bytes:
+            raise WebhookError(url, f"app file {path} is larger than {max_bytes} bytes")
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise WebhookError(url, f"no such app file {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise WebhookError(url, f"cannot read {path}: {_first_line(exc)}") from None
-
-
-def _connect_reason(exc: httpx.ConnectError) -> str:
-    # httpx says "All connection attempts failed"; the refusal itself is further down the chain.
-    cause: BaseException | None = exc
-    for _ in range(8):  # bounded: a chain can in principle loop
-        if cause is None:
-            break
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection refused"
-        cause = cause.__cause__ or cause.__context__
-    return f"cannot connect: {_first_line(exc)}"
 
 
 def _first_line(exc: BaseException) -> str:

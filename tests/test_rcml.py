@@ -204,3 +204,98 @@ def test_billion_laughs_is_not_expanded(depth: int):
 def test_undefined_entity_is_malformed():
     error = markup_error("<Response><Play>&nope;</Play></Response>")
     assert "nope" in error.reason
+
+
+@pytest.mark.parametrize(
+    "prolog",
+    [
+        '<?xml version="1.0" encoding="UTF-8"?><?xml version="1.0" encoding="UTF-8"?>',
+        '<?xml-stylesheet href="x.xsl" encoding="UTF-8"?>',
+    ],
+)
+def test_what_lxml_refuses_in_a_str_is_a_markup_error(prolog: str):
+    # lxml raises ValueError for a str that (still) starts with an encoding declaration.
+    error = markup_error(prolog + "\n<Response><Hangup/></Response>")
+    assert error.reason.startswith("not well-formed XML: ")
+
+
+def test_stylesheet_instruction_after_the_declaration_is_ignored():
+    text = '<?xml version="1.0" encoding="UTF-8"?>\n<?xml-stylesheet href="x.xsl"?>\n<Response><Hangup/></Response>'
+    assert parse(text).verbs == (Hangup(),)
+    assert parse(text.encode()).verbs == (Hangup(),)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "written", "used"),
+    [
+        ("timeLimit", "1" * 300, 86400),
+        ("timeLimit", "9" * 5000, 86400),  # past int()'s 4300 digits
+        ("timeLimit", "86401", 86400),
+        ("timeLimit", "86400", 86400),
+        ("timeLimit", "0007200", 7200),
+        ("timeout", "1000000", 600),  # as in Restcomm's own tests
+        ("timeout", "601", 600),
+    ],
+)
+def test_dial_timeout_and_time_limit_above_the_limit_are_clamped_with_a_warning(
+    attribute: str, written: str, used: int, caplog: pytest.LogCaptureFixture
+):
+    started = time.monotonic()
+    dial = only(f'<Dial {attribute}="{written}">1002</Dial>')
+    assert time.monotonic() - started < 0.1
+    assert isinstance(dial, Dial)
+    assert (dial.time_limit if attribute == "timeLimit" else dial.timeout) == used
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    if written.lstrip("0") == str(used):
+        assert warnings == []
+    else:
+        (warning,) = warnings
+        assert f"<Dial> {attribute}=" in warning
+        assert f"using {used}" in warning
+        assert len(warning) < 200
+
+
+def test_time_limit_is_bounded_in_the_model_too():
+    with pytest.raises(ValueError, match="less than or equal to 86400"):
+        Dial(nouns=(Number(number="1"),), time_limit=10**300)
+
+
+@pytest.mark.parametrize("verb", ['<Pause length="{}"/>', '<Play loop="{}">beep</Play>'])
+def test_a_huge_number_is_refused_in_one_short_line(verb: str):
+    error = markup_error("<Response>" + verb.format("9" * 5000) + "</Response>")
+    assert "less than or equal to" in error.reason or "parse" in error.reason
+    assert len(str(error)) < 200
+
+
+def test_too_many_verbs_are_refused_quickly():
+    started = time.monotonic()
+    error = markup_error("<Response>" + "<Hangup/>" * 100_000 + "</Response>")
+    assert time.monotonic() - started < 1
+    assert error.reason == "too many verbs (100000; at most 1000)"
+    assert len(parse("<Response>" + "<Pause/>" * 1000 + "</Response>").verbs) == 1000
+
+
+def test_too_many_nouns_are_refused():
+    error = markup_error("<Response><Dial>" + "<Client>bob</Client>" * 101 + "</Dial></Response>")
+    assert error.reason == "<Dial> has too many nouns (101; at most 100)"
+
+
+def test_placeholders_are_filled_in_text_and_attributes_but_not_in_comments():
+    text = (
+        "<!-- transfer to $core_ReferTarget -->\n"
+        '<Response><Dial callerId="$core_From"><Number>$core_ReferTarget</Number></Dial></Response>'
+    )
+    params = {"ReferTarget": "a--b", "From": '"</Dial><Hangup/>'}
+    document = parse_rcml(text, "app:refer", params)
+    assert document.verbs == (Dial(nouns=(Number(number="a--b"),), caller_id='"</Dial><Hangup/>'),)
+
+
+def test_a_placeholder_can_fill_a_bare_dial_and_a_method():
+    document = parse_rcml(
+        '<Response><Dial method="$core_M">$core_To</Dial></Response>', "app:x", {"M": "get", "To": "7"}
+    )
+    assert document.verbs == (Dial(nouns=(Number(number="7"),), method="GET"),)
+
+
+def test_without_params_placeholders_are_kept_as_written():
+    assert parse("<Response><Play>$core_X</Play></Response>").verbs == (Play(media="sound:$core_X"),)
