@@ -179,11 +179,3 @@ async def test_the_request_timeout_covers_the_wait_for_a_connection_and_frees_no
         assert ari.in_use == 0
         server.answers.append(NO_CONTENT)
         assert await ari.request("POST", "/channels/c3/answer") == (204, b"")
-
-
-async def test_warm_up_opens_the_first_connection_ahead_of_the_first_request():
-    async with Server(NO_CONTENT) as server, transport(server) as ari:
-        await ari.warm_up()
-        assert server.connections == 1
-        await ari.request("POST", "/channels/c1/answer")
-    assert server.connections == 1

@@ -99,16 +99,6 @@ class AsteriskTransport:
         """Connections lent to requests now (at most ``max_connections``)."""
         return self._busy
 
-    async def warm_up(self) -> None:
-        """Open one connection ahead of the first request, so that request does not pay for the connect."""
-        if self._idle or self._busy or self._closed:
-            return
-        connection = await self._connect()
-        if self._closed:
-            connection.close()
-        else:
-            self._idle.append(connection)
-
     async def _send(self, data: bytes) -> tuple[int, bytes]:
         while True:
             connection, reused = self._take()

@@ -11,6 +11,7 @@ Every wait here is bounded; whatever a test leaves running is killed on teardown
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -37,6 +38,7 @@ CAPTURES = REPO / "tests" / "captures"
 RUNS = REPO / ".cache" / "e2e"
 ARI = "http://127.0.0.1:8088/ari"
 ARI_AUTH = ("asterisk", "asterisk")
+ARI_PORT = 8088
 ASTERISK_SIP = "127.0.0.1:5060"
 
 
@@ -232,7 +234,14 @@ class RcmlProcess:
         self.capture: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, numbers: Iterable[Number], *, apps: dict[str, str] | None = None, clients: Iterable[str] = ()):
+    def start(
+        self,
+        numbers: Iterable[Number],
+        *,
+        apps: dict[str, str] | None = None,
+        clients: Iterable[str] = (),
+        ari_rest: str = "auto",
+    ):
         apps_dir = self.workdir / "apps"
         shutil.copytree(REPO / "examples" / "apps", apps_dir, dirs_exist_ok=True)
         for name, rcml in (apps or {}).items():
@@ -243,6 +252,7 @@ class RcmlProcess:
             'username = "asterisk"',
             'password = "asterisk"',
             'app = "rcml"',
+            f'rest = "{ari_rest}"',
             "[routing]",
             'apps_dir = "apps"',
             f"clients = {json.dumps(list(clients))}",
@@ -263,6 +273,25 @@ class RcmlProcess:
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"the app did not connect to ARI:\n{self.log()}")
             time.sleep(0.05)
+
+    def ari_connections(self) -> int:
+        """The app's established TCP connections to Asterisk's HTTP port (the events websocket is one)."""
+        assert self._proc is not None
+        inodes = set()
+        fds = Path(f"/proc/{self._proc.pid}/fd")
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if fields[3] == "01" and remote_port == ARI_PORT and fields[9] in inodes:
+                    count += 1
+        return count
 
     def log(self) -> str:
         return self.output.read_text(errors="replace") if self.output.exists() else ""
