@@ -124,7 +124,9 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     app = None
     sandbox("start")
-    log = sandbox_root() / "var/log/asterisk/messages.log"
+    logs = sandbox_root() / "var/log/asterisk"
+    log = logs / "messages.log"
+    log_start = mode_start = log.stat().st_size if log.exists() else 0
     try:
         quiet_asterisk()
         caller_id_from_phone("alice")
@@ -133,9 +135,12 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
         else:
             app = start_app(REPO / "examples/config.toml", out, args.app_log_level, None)
             wait_for_ari_app("rcml", 15, app)
+        ast_pid = asterisk_pid()
         if args.warmup:
             _round(out / "warmup", args.warmup, 1000.0, 1, args.talk_ms, settle=args.settle)
-        ast_pid = asterisk_pid()
+            if not _alive(ast_pid):
+                result.notes.append(f"Asterisk died during the warm-up; see {_rel(out)}/asterisk-*.log")
+                return
         log_start = log.stat().st_size if log.exists() else 0
         app_cpu0 = cpu_seconds(app.pid) if app else 0.0
         ast_cpu0 = cpu_seconds(ast_pid)
@@ -155,13 +160,37 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
                 result.notes.append(f"the app exited ({app.returncode}) during the run")
         result.sipp_exit = {name: phone.proc.returncode if phone.proc else None for name, phone in phones.items()}
         analyse_calls(result, phones["alice"].msgs, phones["bob"].msgs, phones["carol"].msgs)
-        _leftovers(result, args.settle)
+        if _alive(ast_pid):
+            _leftovers(result, args.settle)
+        else:
+            result.notes.append(f"Asterisk died during the run; see {_rel(out)}/asterisk-*.log")
         result.asterisk_log = read_log_complaints(log, log_start, asterisk=True)
     finally:
         if app is not None:
             result.app_exit = stop_process(app)
             result.app_log = read_log_complaints(out / "app.log", 0, asterisk=False)
         stop_asterisk()
+        _keep_asterisk_logs(logs, mode_start, out)
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def _rel(path: Path) -> Path:
+    return path.relative_to(REPO)
+
+
+def _keep_asterisk_logs(logs: Path, offset: int, out: Path) -> None:
+    """Asterisk's console output and the round's part of messages.log next to the phones' logs (the next start
+    empties console.log: after a crash it is the only place its last words are)."""
+    try:
+        (out / "asterisk-console.log").write_bytes((logs / "console.log").read_bytes())
+        with (logs / "messages.log").open("rb") as messages:
+            messages.seek(offset)
+            (out / "asterisk-messages.log").write_bytes(messages.read())
+    except OSError:
+        pass  # no logs to keep: nothing was measured either
 
 
 def tcp_counters() -> dict[str, int]:
@@ -205,7 +234,10 @@ def _round(out: Path, calls: int, rate: float, limit: int, talk_ms: int, *, sett
             raise RigError(f"{rel}: Alice's sipp did not finish within {budget:.0f} s")
         if phones["alice"].proc is not None and phones["alice"].proc.returncode not in (0, 1):
             raise RigError(f"{rel}: Alice's sipp exited {phones['alice'].proc.returncode} (see alice.out)")
-        _drain(settle)
+        try:
+            _drain(settle)
+        except OSError:
+            pass  # Asterisk is gone: said by the caller, which checks its pid
         # Bob and Carol answer whatever comes (no -m: a stray late NOTIFY must not count as one of their calls);
         # SIGUSR1 asks sipp to end once its calls are over
         for name in ("bob", "carol"):
