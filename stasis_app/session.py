@@ -52,6 +52,9 @@ class Requester(Protocol):
         self, url: str, method: HttpMethod, params: Mapping[str, str], *, base: str | None = None
     ) -> Document: ...
 
+    async def fetch_voice(self, number: NumberConfig, params: Mapping[str, str]) -> Document:
+        """A new call's first document: the number's Voice URL, or its Voice Fallback URL when that fails."""
+
 
 class SessionHost(Protocol):
     """What a session needs of the engine: Asterisk, the requester, and the identity maps it registers in."""
@@ -261,7 +264,7 @@ class CallSession:
         outcome: Outcome
         try:
             if document is None:
-                document = await self.fetch(self._number.voice_url, self._number.voice_method)
+                document = await self.host.webhooks.fetch_voice(self._number, self.params())
             outcome = await self._execute(document)
         except (WebhookError, MarkupError) as exc:
             log.warning("number %s: %s; hanging up", self._number.number, exc)

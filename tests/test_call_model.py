@@ -17,7 +17,7 @@ from stasis_app.logs import CallSidFilter
 from stasis_app.outcomes import HangupCall, Outcome
 from stasis_app.session import MAX_DOCUMENTS
 from tests.fake.asterisk import _Refused
-from tests.rig import Rig
+from tests.rig import WEB, Rig
 
 DIAL_BOB = "<Response><Dial><Client>bob</Client></Dial></Response>"
 
@@ -170,3 +170,21 @@ async def test_a_callee_that_cannot_be_bridged_is_hung_up_and_the_dial_fails(rig
     (action,) = rig.web.calls("/after")
     assert action["DialCallStatus"] == "failed"
     rig.fake.assert_nothing_leaked()
+
+
+async def test_a_failing_voice_url_runs_the_numbers_voice_fallback_url(tmp_path):
+    number = NumberConfig(number="1001", voice_url=f"{WEB}/voice", voice_fallback_url=f"{WEB}/fallback")
+    async with Rig(tmp_path, numbers=(number,)) as rig:
+        rig.web.status("/voice", 500)
+        rig.web.xml("/fallback", DIAL_BOB)
+        rig.fake.phone("PJSIP/bob", answer_after=0.01)
+
+        alice = await rig.call("alice", "1001")
+        await rig.until(lambda: rig.fake.bridged_with(alice))
+        await rig.fake.phone_hangup(alice)
+        await rig.idle()
+
+        (fallback,) = rig.web.calls("/fallback")
+        assert fallback["ErrorCode"] == "11200"
+        assert fallback["CallSid"] == rig.web.calls("/voice")[0]["CallSid"]
+        rig.fake.assert_nothing_leaked()
