@@ -12,6 +12,7 @@ from stasis_app.ari.events import EventLog
 from stasis_app.engine import Engine
 from stasis_app.errors import AriError, ConfigError
 from stasis_app.redact import redact_url
+from stasis_app.safety import refuse_unsafe, startup_warnings
 from stasis_app.webhook import Webhooks
 
 __all__ = ["run_app"]
@@ -28,7 +29,11 @@ async def run_app(settings: Settings, *, event_log: Path | None = None) -> None:
     """Run the Stasis application until cancelled; on the way out, end every call it runs.
 
     ``event_log``: append every ARI websocket message, as received, to this JSON Lines file.
+    Raises :class:`ConfigError` before connecting when the deployment is unsafe (see :mod:`stasis_app.safety`).
     """
+    refuse_unsafe(settings)
+    for warning in startup_warnings(settings):
+        log.warning("%s", warning)
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(_open_event_log(event_log)) if event_log is not None else None
         await _run(settings, sink)

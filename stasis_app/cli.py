@@ -23,6 +23,7 @@ from stasis_app import __version__, logs
 from stasis_app.config import ConfigProblems, check_settings, load_settings, local_apps
 from stasis_app.errors import ConfigError, StasisRcmlError
 from stasis_app.redact import redact_url
+from stasis_app.safety import refuse_unsafe, startup_warnings
 
 __all__ = ["main"]
 
@@ -79,8 +80,14 @@ def _check(config: Path) -> int:
     except ConfigError as exc:
         return _report([str(exc)])
     problems = check_settings(settings)
+    try:
+        refuse_unsafe(settings)
+    except ConfigError as exc:
+        problems.append(str(exc))
     if problems:
         return _report(problems)
+    for warning in startup_warnings(settings):
+        print(f"{_PROG}: warning: {warning}", file=sys.stderr)
     print(f"ok: {len(settings.numbers)} numbers, {len(local_apps(settings))} local apps")
     return 0
 

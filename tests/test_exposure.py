@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from models.config import Settings
+from models.config import AriSettings, Settings
+from stasis_app.app import run_app
 from stasis_app.ari.events import EventLog
 from stasis_app.cli import main
 from stasis_app.config import load_settings
-from stasis_app.errors import MarkupError, WebhookError
+from stasis_app.errors import ConfigError, MarkupError, WebhookError
 from stasis_app.redact import redact_url
+from stasis_app.safety import is_loopback_url, refuse_unsafe, startup_warnings
 
 
 def test_event_log_is_created_readable_by_its_owner_only(tmp_path: Path):
@@ -80,3 +82,74 @@ def test_run_never_logs_the_ari_password(
     assert seen == ["s3cret"]
     assert "ARI http://127.0.0.1:8088 app rcml" in caplog.text
     assert "s3cret" not in caplog.text
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:8088", True),
+        ("http://127.9.9.9", True),
+        ("http://[::1]:8088", True),
+        ("http://localhost:8088", True),
+        ("https://pbx.localhost", True),
+        ("http://10.0.0.5:8088", False),
+        ("http://pbx.example.com", False),
+        ("http://[::1", False),
+        ("http://127.0.0.1.example.com", False),
+    ],
+)
+def test_loopback_urls(url: str, loopback: bool):
+    assert is_loopback_url(url) is loopback
+
+
+async def test_sample_ari_password_against_another_host_does_not_start(tmp_path: Path):
+    settings = Settings(ari=AriSettings(url="http://10.0.0.5:8088"))
+    with pytest.raises(ConfigError) as caught:
+        await run_app(settings)  # refused before any connection is tried
+    assert str(caught.value) == (
+        "ari.password is the sample password 'asterisk' and ari.url http://10.0.0.5:8088 is not on the loopback: "
+        "set a strong password in Asterisk's ari.conf and in [ari] password (or ARI_PASSWORD)"
+    )
+
+
+def test_sample_ari_password_is_refused_by_run_and_check_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    config = write_config(tmp_path, '[ari]\nurl = "https://pbx.example.com:8089"\n')
+    assert main(["run", "--config", str(config)]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("stasis-rcml: ari.password is the sample password 'asterisk' and ari.url https://pbx")
+    assert main(["check", "--config", str(config)]) == 1
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    monkeypatch.setenv("ARI_PASSWORD", "a-real-secret")
+    assert main(["check", "--config", str(config)]) == 0
+
+
+def test_loopback_ari_with_the_sample_password_is_fine():
+    refuse_unsafe(Settings())
+    refuse_unsafe(Settings(ari=AriSettings(url="http://[::1]:8088")))
+    assert startup_warnings(Settings()) == []
+
+
+def test_plain_http_off_the_machine_and_unsigned_requests_are_warned(capsys: pytest.CaptureFixture[str], tmp_path):
+    config = write_config(
+        tmp_path,
+        '[ari]\nurl = "http://10.0.0.5:8088"\npassword = "s3cret"\n'
+        '[[numbers]]\nnumber = "1001"\nvoice_url = "http://u:pw@app.example.com/voice"\n'
+        'refer_url = "http://127.0.0.1:8000/refer"\nvoice_fallback_url = "https://app.example.com/sorry"\n',
+    )
+    assert main(["check", "--config", str(config)]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "stasis-rcml: warning: ari.url http://10.0.0.5:8088: plain http:// to another host sends the ARI password "
+        "in clear; use https://",
+        "stasis-rcml: warning: numbers[0].voice_url http://***@app.example.com/voice: plain http:// to another host; "
+        "use https://",
+        "stasis-rcml: warning: requests to application URLs are not signed: set [webhooks] auth_token "
+        "(or WEBHOOK_AUTH_TOKEN) so your app can check X-Twilio-Signature",
+    ]
