@@ -49,6 +49,7 @@ from models.rcml import (
     Verb,
 )
 from stasis_app.errors import MarkupError
+from stasis_app.redact import redact_url
 
 __all__ = ["MAX_NOUNS", "MAX_TIME_LIMIT", "MAX_VERBS", "fill_placeholders", "parse_rcml"]
 
@@ -228,7 +229,7 @@ def _clamped(element: etree._Element, src: _Source, name: str, value: str) -> st
         return value
     log.warning(
         '%s, line %s: <%s> %s="%s" is above %d; using %d',
-        src.name,
+        redact_url(src.name),
         _line(element),
         element.tag,
         name,

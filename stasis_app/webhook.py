@@ -61,11 +61,14 @@ def resolve_url(url: str, base: str | None = None) -> str:
     if base is None:
         raise WebhookError(url, "relative URL outside any document")
     if base.startswith(_HTTP):
-        return urljoin(base, url)
+        try:
+            return urljoin(base, url)
+        except ValueError as exc:  # "Invalid IPv6 URL" and the like
+            raise WebhookError(url, f"cannot resolve against {redact_url(base)}: {exc}") from None
     if base.startswith("app:"):
         name = url.removeprefix("./").removeprefix("/")
         return f"app:{name.removesuffix('.xml')}"
-    raise WebhookError(url, f"cannot resolve against {base}")
+    raise WebhookError(url, f"cannot resolve against {redact_url(base)}")
 
 
 def app_file(apps_path: Path, url: str) -> Path:

@@ -16,8 +16,10 @@ from stasis_app.ari.events import EventLog
 from stasis_app.cli import main
 from stasis_app.config import load_settings
 from stasis_app.errors import ConfigError, MarkupError, WebhookError
+from stasis_app.rcml import parse_rcml
 from stasis_app.redact import redact_url
 from stasis_app.safety import is_loopback_url, refuse_unsafe, startup_warnings
+from stasis_app.webhook import resolve_url
 
 
 def test_event_log_is_created_readable_by_its_owner_only(tmp_path: Path):
@@ -153,3 +155,14 @@ def test_plain_http_off_the_machine_and_unsigned_requests_are_warned(capsys: pyt
         "stasis-rcml: warning: requests to application URLs are not signed: set [webhooks] auth_token "
         "(or WEBHOOK_AUTH_TOKEN) so your app can check X-Twilio-Signature",
     ]
+
+
+def test_a_clamp_warning_does_not_show_the_documents_password(caplog: pytest.LogCaptureFixture):
+    parse_rcml('<Response><Dial timeout="9999">1</Dial></Response>', "https://u:secret@app.test/voice")
+    assert "https://***@app.test/voice, line 1: <Dial> timeout=" in caplog.text
+    assert "secret" not in caplog.text
+
+
+def test_a_relative_url_against_a_broken_base_is_a_webhook_error():
+    with pytest.raises(WebhookError, match=r"^request to next failed: cannot resolve against http://\*\*\*@\[::1/x: "):
+        resolve_url("next", "http://u:secret@[::1/x")

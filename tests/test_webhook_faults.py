@@ -94,27 +94,22 @@ async def test_silent_server_times_out(webhooks: Webhooks, serve):
     assert await one_line_failure(webhooks, f"{base}/voice") == f"request to {base}/voice failed: timed out after 1 s"
 
 
-async def test_trickling_head_is_bounded_by_one_deadline(webhooks: Webhooks, serve):
-    async def trickle_head(reader, writer):
-        writer.write(b"HTTP/1.1 200 OK\r\n")
-        for _ in range(600):  # a header that never ends, one byte every 0.1 s
-            writer.write(b"X")
+@pytest.mark.parametrize(
+    ("start", "byte"),
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\n", b"X", id="head"),  # a header line that never ends
+        pytest.param(head(Content_Length=str(len(HANGUP) + 600)) + b"<Response>", b" ", id="body"),
+    ],
+)
+async def test_trickling_server_is_bounded_by_one_deadline(webhooks: Webhooks, serve, start: bytes, byte: bytes):
+    async def trickle(reader, writer):
+        writer.write(start)
+        for _ in range(600):  # one byte every 0.1 s: no single read ever waits long
+            writer.write(byte)
             await writer.drain()
             await asyncio.sleep(0.1)
 
-    base = await serve(trickle_head)
-    assert (await one_line_failure(webhooks, f"{base}/voice")).endswith("timed out after 1 s")
-
-
-async def test_trickling_body_is_bounded_by_one_deadline(webhooks: Webhooks, serve):
-    async def trickle_body(reader, writer):
-        writer.write(head(Content_Type="text/xml", Content_Length=str(len(HANGUP) + 600)) + b"<Response>")
-        for _ in range(600):
-            writer.write(b" ")
-            await writer.drain()
-            await asyncio.sleep(0.1)
-
-    base = await serve(trickle_body)
+    base = await serve(trickle)
     assert (await one_line_failure(webhooks, f"{base}/voice")).endswith("timed out after 1 s")
 
 

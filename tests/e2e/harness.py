@@ -435,7 +435,7 @@ def _udp_bound(port: int) -> bool:
 class Phones:
     """sipp phones for one test; their logs land in .cache/e2e/<test>/."""
 
-    PORTS: ClassVar[dict[str, int]] = {"alice": 5071, "bob": 5072, "carol": 5073}
+    PORTS: ClassVar[dict[str, int]] = {"alice": 5071, "bob": 5072, "carol": 5073, "dave": 5074, "trunk": 5080}
 
     def __init__(self, test_name: str) -> None:
         self.run_dir = RUNS / re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name)
@@ -453,12 +453,14 @@ class Phones:
         rate: float | None = None,
         limit: int | None = None,
         label: str | None = None,
+        auth: tuple[str, str] | None = None,
         **variables: str | int,
     ) -> Phone:
         """Start ``scenario`` as ``name``'s phone (its port from PORTS); returns once it listens.
 
         ``calls`` is sipp's -m; a calling phone places them at ``rate`` per second (-r), ``limit`` at most at once
-        (-l; sipp's default is 3 x rate x its average call length)."""
+        (-l; sipp's default is 3 x rate x its average call length). ``auth``: (username, password) for a
+        scenario's ``[authentication]`` (sipp ``-au`` / ``-ap``)."""
         port = self.PORTS[name]
         label = label or name
         for suffix in ("logs", "msgs", "err"):
@@ -477,6 +479,8 @@ class Phones:
             args += ["-set", key, str(value)]
         if service is not None:
             args += ["-s", service]
+        if auth is not None:
+            args += ["-au", auth[0], "-ap", auth[1]]
         args.append(ASTERISK_SIP)
         with (self.run_dir / f"{label}_stderr.log").open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
