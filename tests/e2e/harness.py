@@ -269,7 +269,10 @@ class RcmlProcess:
         with self.output.open("wb") as out:
             self._proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
-        while not self.sandbox.app_registered():
+        # Asterisk keeps an application registered (GET /applications/rcml answers 200) after its websocket
+        # closed, "not active": the previous test's app would pass for this one. The app's own line says when
+        # its websocket is open.
+        while not (self.sandbox.app_registered() and "connected to Asterisk" in self.log()):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"the app did not connect to ARI:\n{self.log()}")
             time.sleep(0.05)
