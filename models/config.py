@@ -126,6 +126,15 @@ class WebhookSettings(_Config):
     auth_token: str | None = Field(default=None, min_length=1)
 
 
+class LimitSettings(_Config):
+    """``[limits]``: when a new call is refused (503) at StasisStart, before any webhook, to protect calls up."""
+
+    # Calls (sessions) running at once; new ones beyond it are refused.
+    max_calls: int = Field(default=1000, ge=1, le=100_000)
+    # Event-loop lag in milliseconds (how late a 50 ms timer fires) above which new calls are refused; 0: off.
+    max_loop_lag_ms: float = Field(default=250.0, ge=0, le=60_000)
+
+
 class NumberConfig(_Config):
     number: str = Field(min_length=1)
     voice_url: str
@@ -161,6 +170,7 @@ class Settings(_Config):
     ari: AriSettings = AriSettings()
     routing: RoutingSettings = RoutingSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    limits: LimitSettings = LimitSettings()
     numbers: tuple[NumberConfig, ...] = ()
     # Folder of the config file: apps_dir is relative to it.
     base_dir: Path = Path(".")

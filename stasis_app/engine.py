@@ -26,6 +26,7 @@ from models.ari import (
 )
 from models.config import NumberConfig, Settings
 from models.rcml import Client, Dial, Document, HttpMethod
+from stasis_app.admission import Admission
 from stasis_app.ari.protocol import AsteriskApi, HangupReason
 from stasis_app.bridges import Bridge, BridgeState
 from stasis_app.errors import AriError
@@ -52,6 +53,7 @@ class Engine:
         self.bridges: dict[str, Bridge] = {}  # identity map: one object per bridge we made
         self.sessions: dict[str, asyncio.Task[None]] = {}
         self.transfers = Transfers(self)
+        self.admission = Admission(settings.limits)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- what sessions and transfers ask of the engine --------------------------------------------------------
@@ -191,6 +193,9 @@ class Engine:
             log.info("call from %s to %s: not a configured number; rejected", party.from_ or "?", exten)
             self.spawn(self._hangup_stray(channel.id, "unallocated"), "unknown-number")
             return
+        if not self.admission.admit(len(self.sessions)):
+            self.spawn(self._hangup_stray(channel.id, "congestion"), "refused")
+            return
         state = LegState.UP if channel.state == "Up" else LegState.INBOUND
         leg = CallLeg(channel, LegRole.INBOUND, party, state=state)
         with for_call(leg.call_sid):
@@ -212,6 +217,7 @@ class Engine:
 
     async def on_connected(self, reconnect: bool) -> None:
         """After a reconnect, re-read what Asterisk has: ARI does not replay the events we missed."""
+        self.admission.start()
         if not reconnect or not (self.legs or self.bridges):
             return
         try:
@@ -239,6 +245,7 @@ class Engine:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Shut down: end every call we run (hanging up its legs, destroying its bridge), then stop."""
+        await self.admission.stop()
         for task in list(self.sessions.values()):
             task.cancel()
         pending = [task for task in self._tasks if not task.done()]
