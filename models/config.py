@@ -93,7 +93,10 @@ class RoutingSettings(_Config):
     client: str = "PJSIP/{client}"
     number: str = "PJSIP/{number}@trunk"
     sip: str = "PJSIP/trunk/{uri}"
-    # How a <Number> that is one of ours reaches that number's Voice app: back into the Stasis context.
+    # How a <Number> that is one of ours reaches that number's Voice app: "in-process" runs it as a call of its
+    # own inside this app, its callee joining the caller's bridge directly; "local-channel" dials it back into
+    # the Stasis context through a Local channel (a second channel pair and bridge in Asterisk for the call).
+    our_numbers: Literal["in-process", "local-channel"] = "in-process"
     local: str = "Local/{number}@rcml/n"
     # Clients that may call each other by name, peer to peer: no RCML runs, and a REFER on such a call is
     # declined (603) while the call goes on. Such calls still run through this app so that a REFER gets an

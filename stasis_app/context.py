@@ -53,6 +53,11 @@ class CallContext(Protocol):
     def new_leg(self, endpoint: str, party: Party) -> CallLeg:
         """A leg this call will dial, registered before the originate (its first events may come first)."""
 
+    def dial_ours(self, number: NumberConfig, party: Party) -> CallLeg:
+        """Ring one of our own numbers in-process: its app runs as a call of its own (its CallSid, webhooks and
+        Dial action), its callee joins this call's bridge, its media verbs play to this call's caller. The
+        returned leg answers when that app answers and ends when that call ends, with its cause."""
+
     async def originate(self, leg: CallLeg, endpoint: str, caller_id: str, timeout: int) -> bool:
         """Dial ``leg``; False (one log line, the leg ended) if Asterisk refuses."""
 

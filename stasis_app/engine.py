@@ -227,7 +227,7 @@ class Engine:
             return
         channels = {channel.id: channel for channel in listed_channels}
         listed = {bridge.id: bridge for bridge in listed_bridges}
-        gone = [leg_id for leg_id in self.legs if leg_id not in channels]
+        gone = [leg_id for leg_id, leg in self.legs.items() if not leg.virtual and leg_id not in channels]
         for leg_id in gone:
             self._gone(leg_id, None, "gone while the event stream was down")
         for bridge_id, bridge in list(self.bridges.items()):
@@ -237,6 +237,8 @@ class Engine:
             else:
                 bridge.members = set(snapshot.channels)
         for leg_id, leg in self.legs.items():
+            if leg.virtual:
+                continue
             if leg.role is LegRole.DIALED and channels[leg_id].state == "Up" and not leg.is_up:
                 leg.set_state(LegState.UP, "answered while the event stream was down")
             if leg.bridge is not None and (leg.bridge.is_gone or leg_id not in leg.bridge.members):
@@ -251,7 +253,7 @@ class Engine:
         pending = [task for task in self._tasks if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=timeout)
-        for leg in [leg for leg in self.legs.values() if not leg.is_gone]:
+        for leg in [leg for leg in self.legs.values() if not leg.is_gone and not leg.virtual]:
             await self._hangup_stray(leg.id)
         for bridge in [bridge for bridge in self.bridges.values() if not bridge.is_gone]:
             await bridge.destroy(self.ari)

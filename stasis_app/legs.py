@@ -25,7 +25,34 @@ from stasis_app.logs import for_call
 if TYPE_CHECKING:
     from stasis_app.bridges import Bridge
 
-__all__ = ["CallLeg", "LegEvents", "LegRole", "LegState", "Party", "hang_up", "new_call_sid"]
+__all__ = [
+    "CallLeg",
+    "LegEvents",
+    "LegRole",
+    "LegState",
+    "Party",
+    "end_virtual",
+    "hang_up",
+    "new_call_sid",
+    "virtual_pair",
+]
+
+# The Q.850 cause Asterisk gives each hangup reason; a virtual leg ends with the same one.
+REASON_CAUSE: dict[str, int] = {
+    "normal": 16,
+    "busy": 17,
+    "congestion": 34,
+    "no_answer": 19,
+    "timeout": 18,
+    "rejected": 21,
+    "unallocated": 1,
+    "normal_unspecified": 31,
+    "number_incomplete": 28,
+    "codec_mismatch": 58,
+    "interworking": 127,
+    "failure": 38,
+    "answered_elsewhere": 26,
+}
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +138,12 @@ class CallLeg:
         self.answered_at: float | None = None
         self.bridge: Bridge | None = None  # the bridge Asterisk last reported it in
         self.hanging_up = False  # a hangup was asked for: asking again only earns a second request (or a 404)
+        # A virtual leg has no channel: one end of a call to one of our own numbers run in-process (see
+        # virtual_pair). ``twin`` is the other end; ``media`` the leg whose channel carries its audio.
+        self.virtual = False
+        self.twin: CallLeg | None = None
+        self.media: CallLeg | None = None
+        self.media_ready: asyncio.Future[None] | None = None
         self._listeners: list[LegEvents] = []
         loop = asyncio.get_running_loop()
         self.up: asyncio.Future[None] = loop.create_future()
@@ -137,6 +170,14 @@ class CallLeg:
     @property
     def is_gone(self) -> bool:
         return self.state is LegState.GONE
+
+    @property
+    def media_leg(self) -> CallLeg | None:
+        """The leg whose channel carries this leg's audio: itself, or for a virtual leg the one it leans on."""
+        leg: CallLeg | None = self
+        while leg is not None and leg.virtual:
+            leg = leg.media
+        return leg
 
     def set_state(self, new: LegState, why: str, *, cause: int | None = None) -> None:
         """The one place a leg changes state; resolves the futures verbs wait on and logs ``old -> new``."""
@@ -188,9 +229,40 @@ class CallLeg:
         return f"<CallLeg {self.name} {self.role.value} {self.state.value}>"
 
 
+def virtual_pair(caller: CallLeg, dialed_party: Party, inbound_party: Party, name: str) -> tuple[CallLeg, CallLeg]:
+    """The two ends of a call from ``caller``'s Dial to one of our own numbers, run in-process.
+
+    ``dialed`` is what the Dial rings (like a Local channel's ;1); ``inbound`` is the number's own call (;2),
+    whose audio is ``caller``'s channel. Answering ``inbound`` answers ``dialed``; hanging up either ends both
+    with the same cause, as a Local pair does."""
+    loop = asyncio.get_running_loop()
+    dialed = CallLeg(
+        Channel(id="v" + uuid.uuid4().hex, name=f"{name};1"), LegRole.DIALED, dialed_party, state=LegState.CALLING
+    )
+    inbound = CallLeg(
+        Channel(id="v" + uuid.uuid4().hex, name=f"{name};2"), LegRole.INBOUND, inbound_party, state=LegState.INBOUND
+    )
+    for leg, other in ((dialed, inbound), (inbound, dialed)):
+        leg.virtual, leg.twin = True, other
+    inbound.media = caller
+    inbound.media_ready = loop.create_future()
+    return dialed, inbound
+
+
+def end_virtual(leg: CallLeg, reason: HangupReason, why: str) -> None:
+    """End both ends of a virtual pair with ``reason``'s cause."""
+    cause = REASON_CAUSE.get(reason, 16)
+    leg.set_state(LegState.GONE, why, cause=cause)
+    if leg.twin is not None:
+        leg.twin.set_state(LegState.GONE, f"its other end: {why}", cause=cause)
+
+
 async def hang_up(ari: AsteriskApi, leg: CallLeg, reason: HangupReason = "normal") -> None:
     """Hang a leg up once, whoever asks first; a leg already gone is a normal case."""
     if leg.is_gone or leg.hanging_up:
+        return
+    if leg.virtual:
+        end_virtual(leg, reason, f"hung up ({reason})")
         return
     leg.hanging_up = True
     try:

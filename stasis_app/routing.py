@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from models.config import Settings
+from models.config import NumberConfig, Settings
 from models.rcml import Client, DialNoun, Number, Sip
 
-__all__ = ["UnsafeTarget", "check_refer_target", "dial_string", "noun_label"]
+__all__ = ["UnsafeTarget", "check_refer_target", "dial_string", "noun_label", "our_number"]
 
 # Characters that mean something in an Asterisk dial string or a dialplan application argument
 # ('&' rings several, '/' and '@' pick tech/context, ',' and '()' split arguments) are never allowed in a
@@ -27,6 +27,13 @@ def check_refer_target(target: str) -> str:
             f"refer target {target[:80]!r} is not a plain number or name (at most 64 of A-Z a-z 0-9 + * # . _ -)"
         )
     return target
+
+
+def our_number(settings: Settings, noun: DialNoun) -> NumberConfig | None:
+    """The number a ``<Number>`` names when it is one of ours and runs in-process (``our_numbers``)."""
+    if isinstance(noun, Number) and settings.routing.our_numbers == "in-process":
+        return settings.number(noun.number)
+    return None
 
 
 def dial_string(settings: Settings, noun: DialNoun) -> str:

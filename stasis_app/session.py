@@ -20,7 +20,7 @@ from stasis_app.ari.protocol import AsteriskApi, HangupReason
 from stasis_app.bridges import PREFIX, Bridge
 from stasis_app.context import Needs
 from stasis_app.errors import AriError, CallGone, MarkupError, StasisRcmlError, WebhookError
-from stasis_app.legs import CallLeg, LegRole, LegState, Party, hang_up
+from stasis_app.legs import CallLeg, LegRole, LegState, Party, hang_up, virtual_pair
 from stasis_app.logs import CALL_SID
 from stasis_app.outcomes import DialWatcher, Handover, HangupCall, Next, Outcome, Replace
 from stasis_app.transfer import Connection
@@ -69,6 +69,8 @@ class SessionHost(Protocol):
 
     def session_ended(self, session: CallSession) -> None: ...
 
+    def start_session(self, session: CallSession, document: Document | None = None) -> None: ...
+
 
 class SessionState(Enum):
     STARTING = "starting"  # fetching the first document
@@ -89,12 +91,15 @@ class CallSession:
         bridge: Bridge | None = None,
         watcher: DialWatcher | None = None,
         peer_to_peer: bool = False,
+        parent: CallSession | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.host = host
         self.leg = leg
         self._number = number
         self.peer_to_peer = peer_to_peer  # a client calling a client by name: no RCML, no transfers
+        # An in-process call to one of our numbers runs in the bridge of the call that dialed it.
+        self.parent = parent
         self.state = SessionState.STARTING
         self.own_bridge: Bridge | None = bridge
         if bridge is not None:
@@ -160,18 +165,34 @@ class CallSession:
         return await self.host.webhooks.fetch(url, method, params, base=self.document_source or None)
 
     async def answer(self) -> None:
-        if self.leg.state is LegState.INBOUND:
-            await self.ari.answer(self.leg.id)
-            self.leg.set_state(LegState.UP, "answered by the app")
+        leg = self.leg
+        if leg.state is not LegState.INBOUND:
+            return
+        if not leg.virtual:
+            await self.ari.answer(leg.id)
+            leg.set_state(LegState.UP, "answered by the app")
+            return
+        # One of our numbers run in-process: its answer is the answer of the Dial that rang it, and media can
+        # flow once that Dial has connected the caller.
+        leg.set_state(LegState.UP, "answered by its app")
+        if leg.twin is not None:
+            leg.twin.set_state(LegState.UP, "its number's app answered")
+        if leg.media_ready is not None:
+            waits: set[asyncio.Future[Any]] = {leg.media_ready, leg.ended}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if leg.is_gone:
+            raise CallGone("answer", leg.name, None, "the calling party hung up")
 
     async def ring(self) -> None:
+        media = self.leg.media_leg
         try:
-            if self.leg.is_up:
+            if self.leg.is_up and media is not None:
                 # An answered call hears no 180: play the ring tone in-band instead.
                 self._ringback = uuid.uuid4().hex
-                await self.ari.play(self.leg.id, "tone:ring", self._ringback)
-            else:
+                await self.ari.play(media.id, "tone:ring", self._ringback)
+            elif not self.leg.virtual:
                 await self.ari.ring(self.leg.id)
+            # else: the Dial that rang this number already lets its caller hear ringing
         except AriError as exc:  # no ringback is no reason to fail the Dial
             log.debug("no ringback for %s: %s", self.leg.name, exc)
             self._ringback = None
@@ -200,7 +221,7 @@ class CallSession:
                 app_args="dial",
                 caller_id=caller_id,
                 timeout=timeout,
-                originator=self.leg.id,
+                originator=media.id if (media := self.leg.media_leg) is not None else None,
             )
         except AriError as exc:
             log.warning("number %s: cannot dial %s: %s", self._number.number, endpoint, exc.reason)
@@ -212,7 +233,22 @@ class CallSession:
     async def hang_up(self, leg: CallLeg, reason: HangupReason = "normal") -> None:
         await hang_up(self.ari, leg, reason)
 
+    def dial_ours(self, number: NumberConfig, party: Party) -> CallLeg:
+        # The number's own call: From/To as its app would see them through a Local channel.
+        inbound = Party(from_=party.from_, to=number.number, caller_name=party.caller_name)
+        name = f"{number.number}@in-process-{uuid.uuid4().hex[:8]}"
+        dialed, leg = virtual_pair(self.leg, party, inbound, name)
+        for gone in [leg_id for leg_id, old in self.dial_legs.items() if old.is_gone]:
+            del self.dial_legs[gone]
+        self.dial_legs[dialed.id] = dialed
+        self.host.register(dialed, self)
+        log.info("number %s: dials our number %s in-process (%s)", self._number.number, number.number, leg.call_sid)
+        self.host.start_session(CallSession(self.host, leg, number, parent=self))
+        return dialed
+
     async def bridge(self) -> Bridge:
+        if self.parent is not None and self.own_bridge is None:
+            return await self.parent.bridge()
         async with self._bridge_lock:
             if self.own_bridge is None or self.own_bridge.is_gone:
                 bridge = self.host.new_bridge(self, f"{PREFIX}{self._number.number}")
@@ -221,18 +257,25 @@ class CallSession:
             return self.own_bridge
 
     async def join(self, leg: CallLeg) -> None:
+        if leg.virtual:
+            return  # its audio is already in the bridge: the caller whose Dial rang it, or that call's callee
         await (await self.bridge()).join(self.ari, leg)
 
     async def play(self, media: str) -> bool:
         playback_id = uuid.uuid4().hex
-        with self.leg.listen() as events:
-            await self.ari.play(self.leg.id, media, playback_id)
+        target = self.leg.media_leg
+        if target is None:
+            raise CallGone("play", self.leg.name, None, "no channel carries this leg's audio any more")
+        with target.listen() as events:
+            await self.ari.play(target.id, media, playback_id)
             while (finished := await events.next(PlaybackFinished)) is not None:
                 if finished.playback.id == playback_id:
                     return True
         return False
 
     def connect(self, peer: CallLeg, bridge: Bridge) -> Connection:
+        if peer.virtual and (ready := peer.twin and peer.twin.media_ready) and not ready.done():
+            ready.set_result(None)  # the number's app may now play to this call's caller
         self.connection = Connection(self.leg, peer, bridge)
         return self.connection
 

@@ -74,10 +74,12 @@ DEFAULT_NUMBERS = numbers(("1001", "/1001.xml", "/refer.xml"), ("1002", "/1002.x
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, *, numbers: tuple[NumberConfig, ...] = DEFAULT_NUMBERS) -> None:
+    def __init__(
+        self, tmp_path: Path, *, numbers: tuple[NumberConfig, ...] = DEFAULT_NUMBERS, our_numbers: str = "in-process"
+    ) -> None:
         self.settings = Settings(
             numbers=numbers,
-            routing=RoutingSettings(apps_dir=tmp_path),
+            routing=RoutingSettings(apps_dir=tmp_path, our_numbers=our_numbers),
             webhooks=WebhookSettings(timeout=1.0),
             base_dir=tmp_path,
         )

@@ -249,7 +249,12 @@ async def test_reject_busy_refuses_without_answering(rig):
     rig.fake.assert_nothing_leaked()
 
 
-async def test_our_own_number_runs_its_voice_app_through_a_local_channel(rig):
+async def test_our_own_number_runs_its_voice_app_through_a_local_channel(tmp_path):
+    async with Rig(tmp_path, our_numbers="local-channel") as rig:
+        await _through_a_local_channel(rig)
+
+
+async def _through_a_local_channel(rig: Rig) -> None:
     rig.web.xml("/1001.xml", "<Response><Dial><Number>1002</Number></Dial></Response>")
     rig.web.xml("/1002.xml", "<Response><Dial><Client>carol</Client></Dial></Response>")
     rig.fake.phone("PJSIP/carol", answer_after=0.02)

@@ -81,7 +81,8 @@ async def seed_rig(tmp_path):
         NumberConfig(number="1001", voice_url="app:dial-bob", refer_url="app:refer"),
         NumberConfig(number="1002", voice_url="app:dial-carol"),
     )
-    async with Rig(tmp_path, numbers=numbers) as rig:
+    # The capture was made with 1002 reached through a Local channel.
+    async with Rig(tmp_path, numbers=numbers, our_numbers="local-channel") as rig:
         yield rig
 
 

@@ -17,9 +17,10 @@ REFER_TO_TARGET = "<Response><Dial><Number>1002</Number></Dial></Response>"
 DIAL_CAROL = "<Response><Dial><Client>carol</Client></Dial></Response>"
 
 
-@pytest.fixture
-async def rig(tmp_path):
-    async with Rig(tmp_path) as rig:
+@pytest.fixture(params=["in-process", "local-channel"])
+async def rig(tmp_path, request):
+    """Every scenario twice: our own number 1002 run in-process (the default) and through a Local channel."""
+    async with Rig(tmp_path, our_numbers=request.param) as rig:
         rig.web.xml("/1001.xml", DIAL_BOB)
         rig.web.xml("/1002.xml", DIAL_CAROL)
         rig.fake.phone("PJSIP/bob", answer_after=0.01)
@@ -50,6 +51,20 @@ def rest_index(rig: Rig, method: str, path: str, **params: str) -> int:
 
 def originated(rig: Rig) -> list[str]:
     return [params["endpoint"] for method, path, params in rig.fake.rest_log if (method, path) == ("POST", "/channels")]
+
+
+def talks_to_1002(rig: Rig, channel_id: str, caller: str) -> None:
+    """``channel_id`` is connected to 1002's call (whose app dialed Carol), which ``caller`` placed."""
+    carol = rig.channel_named("PJSIP/carol")
+    if rig.settings.routing.our_numbers == "local-channel":
+        assert {rig.fake.name_of(c).split("-")[0] for c in rig.fake.bridged_with(channel_id)} == {"Local/1002@rcml"}
+        assert caller_ids(rig, "Local/1002@rcml/n") == [f'"{caller}" <{caller}>']
+        assert rig.fake.name_of(next(iter(rig.fake.bridged_with(carol)))).endswith(";2")
+    else:
+        # In-process: Carol joined the caller's bridge directly; no Local channel, no second bridge.
+        assert rig.fake.bridged_with(channel_id) == {carol}
+        assert not [name for name in originated(rig) if name.startswith("Local/")]
+    assert caller_ids(rig, "PJSIP/carol") == [f'"{caller}" <{caller}>']
 
 
 def caller_ids(rig: Rig, endpoint: str) -> list[str]:
@@ -90,17 +105,17 @@ async def test_seed_flow_bob_transfers_alice_to_1002_and_carol_answers(rig):
     answered_at = rest_index(rig, "POST", f"/channels/{bob}/transfer_progress", states="channel_answered")
     assert rest_index(rig, "DELETE", f"/channels/{bob}") > answered_at
     assert rest_index(rig, "POST", f"/bridges/{rig.fake.in_bridge(alice)}/removeChannel", channel=bob) < answered_at
-    # 1002 is our number: its Voice app ran and dialed Carol; Alice talks to Carol through the Local channel.
-    assert rig.web.calls("/1002.xml")[0]["From"] == "alice"
-    assert caller_ids(rig, "Local/1002@rcml/n") == ['"alice" <alice>']
-    assert {rig.fake.name_of(c).split("-")[0] for c in rig.fake.bridged_with(alice)} == {"Local/1002@rcml"}
-    carol = rig.channel_named("PJSIP/carol")
-    assert rig.fake.name_of(next(iter(rig.fake.bridged_with(carol)))).endswith(";2")
+    # 1002 is our number: its Voice app ran as a call of its own and dialed Carol; Alice talks to Carol.
+    (second,) = rig.web.calls("/1002.xml")
+    assert (second["From"], second["To"], second["Direction"]) == ("alice", "1002", "inbound")
+    assert second["CallSid"] != voice["CallSid"]
+    talks_to_1002(rig, alice, "alice")
     await hang_up_everyone(rig)
     rig.assert_each_hangup_asked_once()
 
 
-async def test_seed_flow_with_a_local_refer_app(tmp_path):
+@pytest.mark.parametrize("our_numbers", ["in-process", "local-channel"])
+async def test_seed_flow_with_a_local_refer_app(tmp_path, our_numbers):
     numbers = (
         NumberConfig(number="1001", voice_url=f"{WEB}/1001.xml", refer_url="app:refer"),
         NumberConfig(number="1002", voice_url=f"{WEB}/1002.xml"),
@@ -108,7 +123,7 @@ async def test_seed_flow_with_a_local_refer_app(tmp_path):
     (tmp_path / "refer.xml").write_text(
         "<Response><Dial><Number>$core_ReferTarget</Number></Dial></Response>", encoding="utf-8"
     )
-    async with Rig(tmp_path, numbers=numbers) as rig:
+    async with Rig(tmp_path, numbers=numbers, our_numbers=our_numbers) as rig:
         rig.web.xml("/1001.xml", DIAL_BOB)
         rig.web.xml("/1002.xml", DIAL_CAROL)
         rig.fake.phone("PJSIP/bob", answer_after=0.01)
@@ -119,8 +134,7 @@ async def test_seed_flow_with_a_local_refer_app(tmp_path):
         await rig.until(lambda: bob not in rig.fake.channels)
 
         assert rig.fake.notifies[bob] == [100, 200]
-        assert "Local/1002@rcml/n" in originated(rig)
-        assert rig.fake.bridged_with(alice)
+        talks_to_1002(rig, alice, "alice")
         await hang_up_everyone(rig)
 
 
@@ -138,9 +152,8 @@ async def test_alice_transfers_and_the_refer_app_runs_on_bobs_leg(rig):
     assert refer["To"] == "bob"
     assert refer["CallSid"] != rig.web.calls("/1001.xml")[0]["CallSid"]
     assert rig.fake.notifies[alice] == [100, 200]
-    assert {rig.fake.name_of(c).split("-")[0] for c in rig.fake.bridged_with(bob)} == {"Local/1002@rcml"}
     # Bob is now the calling party: 1002's app (and Carol's phone) see him, not Alice.
-    assert caller_ids(rig, "Local/1002@rcml/n") == ['"bob" <bob>']
+    talks_to_1002(rig, bob, "bob")
     assert rig.web.calls("/1002.xml")[0]["From"] == "bob"
     await hang_up_everyone(rig)
 
@@ -278,7 +291,7 @@ async def test_transferor_hangs_up_right_after_the_202(rig, caplog):
 
     # Asterisk told Bob's phone 503 itself; Alice's transfer went on undisturbed.
     assert rig.fake.notifies[bob][-1] == 503
-    assert {rig.fake.name_of(c).split("-")[0] for c in rig.fake.bridged_with(alice)} == {"Local/1002@rcml"}
+    talks_to_1002(rig, alice, "alice")
     assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
     await hang_up_everyone(rig)
 

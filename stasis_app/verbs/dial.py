@@ -17,7 +17,7 @@ from stasis_app.context import CallContext, Needs
 from stasis_app.errors import CallGone, MarkupError, WebhookError
 from stasis_app.legs import CallLeg, LegRole, Party
 from stasis_app.outcomes import DialWatcher, HangupCall, Next, Outcome, Replace
-from stasis_app.routing import UnsafeTarget, dial_string, noun_label
+from stasis_app.routing import UnsafeTarget, dial_string, noun_label, our_number
 
 __all__ = ["DialResult", "DialVerb", "dial_status_for"]
 
@@ -125,14 +125,17 @@ class _DialAttempt:
         shown = _caller_id(caller_name, caller_id)
         jobs = []
         for noun in self.verb.nouns:
+            label = noun_label(noun)
+            to = noun.uri if isinstance(noun, Sip) else label
+            party = Party(from_=caller_id, to=to, caller_name=caller_name, label=label)
+            if (ours := our_number(call.settings, noun)) is not None:
+                self.legs.append(call.dial_ours(ours, party))
+                continue
             try:
                 endpoint = dial_string(call.settings, noun)
             except UnsafeTarget as exc:
                 log.warning("number %s: %s", call.number.number, exc)
                 continue
-            label = noun_label(noun)
-            to = noun.uri if isinstance(noun, Sip) else label
-            party = Party(from_=caller_id, to=to, caller_name=caller_name, label=label)
             leg = call.new_leg(endpoint, party)
             self.legs.append(leg)
             jobs.append(call.originate(leg, endpoint, shown, self.verb.timeout + _ORIGINATE_GRACE_S))

@@ -241,7 +241,9 @@ class RcmlProcess:
         apps: dict[str, str] | None = None,
         clients: Iterable[str] = (),
         ari_rest: str = "auto",
+        our_numbers: str = "in-process",
     ):
+        self.our_numbers = our_numbers
         apps_dir = self.workdir / "apps"
         shutil.copytree(REPO / "examples" / "apps", apps_dir, dirs_exist_ok=True)
         for name, rcml in (apps or {}).items():
@@ -255,6 +257,7 @@ class RcmlProcess:
             f'rest = "{ari_rest}"',
             "[routing]",
             'apps_dir = "apps"',
+            f'our_numbers = "{our_numbers}"',
             f"clients = {json.dumps(list(clients))}",
             "[webhooks]",
             "timeout = 5.0",
