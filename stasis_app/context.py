@@ -70,6 +70,10 @@ class CallContext(Protocol):
     async def join(self, leg: CallLeg) -> None:
         """Put ``leg`` in the call's bridge: CallGone if it is gone, AriError if Asterisk refuses."""
 
+    def has_media(self) -> bool:
+        """Whether a channel carries the caller's audio (not so for the far end of one of our numbers run
+        in-process, once its caller transferred away)."""
+
     async def play(self, media: str) -> bool:
         """Play media to the caller until it ends; False if the caller hung up first."""
 

@@ -261,6 +261,9 @@ class CallSession:
             return  # its audio is already in the bridge: the caller whose Dial rang it, or that call's callee
         await (await self.bridge()).join(self.ari, leg)
 
+    def has_media(self) -> bool:
+        return self.leg.media_leg is not None
+
     async def play(self, media: str) -> bool:
         playback_id = uuid.uuid4().hex
         target = self.leg.media_leg

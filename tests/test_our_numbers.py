@@ -194,3 +194,29 @@ async def test_a_refer_from_the_caller_runs_the_refer_app_on_our_numbers_call(ri
     await rig.idle()
     assert rig.fake.hangup_causes[dave] == 16
     rig.fake.assert_nothing_leaked()
+
+
+async def test_a_refer_app_on_the_far_end_skips_media_it_cannot_play_with_one_warning(rig, caplog):
+    rig.web.xml("/1001.xml", "<Response><Dial><Number>1002</Number></Dial></Response>")
+    rig.web.xml("/1002.xml", "<Response><Dial><Client>carol</Client></Dial></Response>")
+    rig.web.xml(
+        "/refer-1001.xml", "<Response><Play>sound:one-moment</Play><Dial><Client>dave</Client></Dial></Response>"
+    )
+    rig.fake.phone("PJSIP/carol", answer_after=0.01)
+    rig.fake.phone("PJSIP/dave", answer_after=0.02)
+
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: rig.fake.bridged_with(alice))
+    carol = rig.channel_named("PJSIP/carol")
+    await rig.fake.refer(alice, "dave")
+    await rig.until(lambda: any(c.name.startswith("PJSIP/dave") for c in rig.fake.channels.values()))
+    dave = rig.channel_named("PJSIP/dave")
+    await rig.until(lambda: rig.fake.bridged_with(carol) == {dave})
+
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 1
+    assert "sound:one-moment" not in str(rig.fake.played)
+    await rig.fake.phone_hangup(dave)
+    await rig.idle()
+    assert rig.fake.hangup_causes[carol] == 16
+    rig.fake.assert_nothing_leaked()
