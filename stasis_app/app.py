@@ -48,6 +48,7 @@ def _open_event_log(path: Path) -> EventLog:
 
 async def _run(settings: Settings, sink: EventLog | None) -> None:
     async with AriClient(settings.ari, event_sink=sink) as ari, Webhooks(settings) as webhooks:
+        await webhooks.warm_up()
         engine = Engine(ari, webhooks, settings)
         log.info(
             "stasis-rcml: app %r on %s, %d numbers",

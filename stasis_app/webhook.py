@@ -20,6 +20,8 @@ sibling ``app:next``.
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import re
 import time
@@ -116,6 +118,30 @@ class Webhooks:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    async def warm_up(self) -> None:
+        """One request to a throw-away loopback server, so the HTTP stack's lazy set-up (about 30 ms of imports
+        and backend start-up on the first request) is paid at start, not by the first caller."""
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        try:
+            server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        except OSError:
+            return  # no loopback to warm up on: the first request pays, nothing worse
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with asyncio.timeout(2):
+                await self._client.get(f"http://127.0.0.1:{port}/warm-up")
+        except (httpx.HTTPError, TimeoutError, OSError):
+            pass  # only a warm-up
+        finally:
+            server.close()
+            await server.wait_closed()
 
     async def aclose(self) -> None:
         """Close the HTTP client (unless it was given to us)."""

@@ -230,3 +230,16 @@ async def test_shipped_refer_app_takes_a_target_with_a_double_dash():
     async with Webhooks(settings) as webhooks:
         document = await webhooks.fetch("app:refer", "POST", {"ReferTarget": "a--b", "From": "alice"})
     assert document.verbs == (Dial(nouns=(Number(number="a--b"),)),)
+
+
+async def test_warm_up_makes_one_loopback_request_and_never_raises(tmp_path):
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        raise httpx.ConnectError("refused")
+
+    async with Webhooks(Settings(base_dir=tmp_path), transport=httpx.MockTransport(handler)) as webhooks:
+        await webhooks.warm_up()
+    assert len(seen) == 1
+    assert seen[0].startswith("http://127.0.0.1:")
