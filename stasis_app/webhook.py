@@ -21,7 +21,6 @@ sibling ``app:next``.
 from __future__ import annotations
 
 import asyncio
-
 import logging
 import re
 import time
