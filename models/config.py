@@ -129,6 +129,20 @@ class WebhookSettings(_Config):
     auth_token: str | None = Field(default=None, min_length=1)
 
 
+class HttpSettings(_Config):
+    """``[http]``: the app's own HTTP side, which serves generated speech, local media and recordings to Asterisk
+    and to the customer's app (``RecordingUrl``)."""
+
+    bind: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)  # 0: any free port (tests)
+    # How Asterisk and the customer's app reach it; default http://{bind}:{port}.
+    public_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.bind}:{self.port}").rstrip("/")
+
+
 class LimitSettings(_Config):
     """``[limits]``: when a new call is refused (503) at StasisStart, before any webhook, to protect calls up."""
 
@@ -174,6 +188,7 @@ class Settings(_Config):
     routing: RoutingSettings = RoutingSettings()
     webhooks: WebhookSettings = WebhookSettings()
     limits: LimitSettings = LimitSettings()
+    http: HttpSettings = HttpSettings()
     numbers: tuple[NumberConfig, ...] = ()
     # Folder of the config file: apps_dir is relative to it.
     base_dir: Path = Path(".")
