@@ -194,11 +194,21 @@ class Settings(_Config):
     base_dir: Path = Path(".")
 
     def number(self, number: str) -> NumberConfig | None:
-        """The configured number, or None."""
+        """The configured number, or None. As Restcomm matches them: exactly, else ignoring a leading ``+``
+        on either side (``1112`` reaches ``+1112``). The ``*`` catch-all is not a number we own: see
+        :meth:`incoming_number`."""
+        bare = number.removeprefix("+")
+        found = None
         for entry in self.numbers:
             if entry.number == number:
                 return entry
-        return None
+            if found is None and entry.number != "*" and entry.number.removeprefix("+") == bare:
+                found = entry
+        return found
+
+    def incoming_number(self, number: str) -> NumberConfig | None:
+        """The number a call to ``number`` runs: :meth:`number`, else the ``*`` catch-all if configured."""
+        return self.number(number) or next((entry for entry in self.numbers if entry.number == "*"), None)
 
     @property
     def apps_path(self) -> Path:

@@ -185,7 +185,7 @@ class Engine:
             caller_name=channel.caller.name,
             forwarded_from=channel.caller_rdnis or "",
         )
-        number = self.settings.number(exten)
+        number = self.settings.incoming_number(exten)
         peer_to_peer = number is None and exten in self.settings.routing.clients
         if peer_to_peer:
             number = NumberConfig(number=exten, voice_url=f"app:{exten}")  # never fetched: the Dial is ours

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rig import Rig
+from models.config import NumberConfig
+from tests.rig import WEB, Rig
 
 DIAL_BOB = "<Response><Dial><Client>bob</Client></Dial></Response>"
 
@@ -307,4 +308,28 @@ async def test_peer_to_peer_client_call_needs_no_rcml(tmp_path):
         await rig.fake.phone_hangup(alice)
         await rig.idle()
         assert rig.web.requests == []
+        rig.fake.assert_nothing_leaked()
+
+
+async def test_numbers_match_as_restcomm_matches_them_plus_insensitive_and_a_catch_all(tmp_path):
+    numbers = (
+        NumberConfig(number="+1112", voice_url=f"{WEB}/plus.xml"),
+        NumberConfig(number="*", voice_url=f"{WEB}/any.xml"),
+    )
+    async with Rig(tmp_path, numbers=numbers) as rig:
+        rig.web.xml("/plus.xml", "<Response><Hangup/></Response>")
+        rig.web.xml("/any.xml", "<Response><Dial><Number>5556</Number></Dial></Response>")
+        rig.fake.phone("PJSIP/5556@trunk", busy=True)
+
+        await rig.call("alice", "1112")  # reaches +1112
+        await rig.call("alice", "5555")  # reaches the catch-all, which dials out (5556 is not ours)
+        await rig.idle()
+
+        (plus,) = rig.web.calls("/plus.xml")
+        assert plus["To"] == "1112"
+        (anything,) = rig.web.calls("/any.xml")
+        assert anything["To"] == "5555"
+        assert [p["endpoint"] for m, path, p in rig.fake.rest_log if (m, path) == ("POST", "/channels")] == [
+            "PJSIP/5556@trunk"
+        ]
         rig.fake.assert_nothing_leaked()
