@@ -68,6 +68,9 @@ class Dial(_Rcml):
     # 4 h by default; the parser clamps a larger value to 24 h (stasis_app.rcml.MAX_TIME_LIMIT).
     time_limit: int = Field(default=14400, alias="timeLimit", ge=1, le=86400)
     caller_id: str | None = Field(default=None, alias="callerId")
+    # Twilio's: a REFER on this Dial's call requests this URL instead of the number's Refer URL.
+    refer_url: str | None = Field(default=None, alias="referUrl")
+    refer_method: HttpMethod = Field(default="POST", alias="referMethod")
 
 
 class Hangup(_Rcml):

@@ -80,8 +80,9 @@ class CallContext(Protocol):
     async def fetch(self, url: str, method: HttpMethod, extra: Mapping[str, str] | None = None) -> Document:
         """Request an application URL with this call's parameters (plus ``extra``), relative to the document."""
 
-    def connect(self, peer: CallLeg, bridge: Bridge) -> Connection:
-        """The caller and ``peer`` are talking in ``bridge``: REFERs on the call go to the returned object."""
+    def connect(self, peer: CallLeg, bridge: Bridge, refer: tuple[str, HttpMethod] | None = None) -> Connection:
+        """The caller and ``peer`` are talking in ``bridge``: REFERs on the call go to the returned object, and
+        request ``refer`` (the Dial's ``referUrl``, relative to the document) instead of the number's Refer URL."""
 
     def dial_watcher(self) -> DialWatcher | None:
         """Who wants to know how this document's first Dial goes (once: the next call returns None)."""

@@ -213,8 +213,9 @@ def _attributes(element: etree._Element, src: _Source, names: tuple[str, ...]) -
         value = src.value(element.get(name)).strip()
         if value:
             values[name] = _clamped(element, src, name, value)
-    if "method" in values:
-        values["method"] = values["method"].upper()  # Twilio accepts method="post"
+    for key in ("method", "referMethod"):
+        if key in values:
+            values[key] = values[key].upper()  # Twilio accepts method="post"
     return values
 
 
@@ -272,7 +273,8 @@ def _dial(element: etree._Element, src: _Source) -> Dial:
             raise src.error("<Dial> has both text and nouns", child)
     if not nouns:
         raise src.error("<Dial> has nothing to dial", element)
-    attributes = _attributes(element, src, ("action", "method", "timeout", "timeLimit", "callerId"))
+    names = ("action", "method", "timeout", "timeLimit", "callerId", "referUrl", "referMethod")
+    attributes = _attributes(element, src, names)
     return _build(Dial, element, src, nouns=tuple(nouns), **attributes)
 
 

@@ -25,6 +25,7 @@ from stasis_app.logs import CALL_SID
 from stasis_app.outcomes import DialWatcher, Handover, HangupCall, Next, Outcome, Replace
 from stasis_app.transfer import Connection
 from stasis_app.verbs import EXECUTORS
+from stasis_app.webhook import resolve_url
 
 __all__ = ["API_VERSION", "CallSession", "Requester", "SessionHost", "SessionState"]
 
@@ -276,10 +277,15 @@ class CallSession:
                     return True
         return False
 
-    def connect(self, peer: CallLeg, bridge: Bridge) -> Connection:
+    def connect(self, peer: CallLeg, bridge: Bridge, refer: tuple[str, HttpMethod] | None = None) -> Connection:
         if peer.virtual and (ready := peer.twin and peer.twin.media_ready) and not ready.done():
             ready.set_result(None)  # the number's app may now play to this call's caller
-        self.connection = Connection(self.leg, peer, bridge)
+        if refer is not None:
+            try:
+                refer = (resolve_url(refer[0], self.document_source or None), refer[1])
+            except WebhookError:
+                pass  # requested as written if a REFER comes: it fails then, one line, and the REFER gets 603
+        self.connection = Connection(self.leg, peer, bridge, refer)
         return self.connection
 
     def dial_watcher(self) -> DialWatcher | None:

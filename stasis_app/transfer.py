@@ -32,6 +32,7 @@ from stasis_app.errors import AriError, CallGone, MarkupError, WebhookError
 from stasis_app.legs import CallLeg, hang_up
 from stasis_app.logs import for_call
 from stasis_app.outcomes import Handover, Outcome, Replace
+from stasis_app.redact import redact_url
 from stasis_app.routing import UnsafeTarget, check_refer_target
 
 __all__ = ["Connection", "Transfer", "TransferHost", "TransferStatus", "Transfers"]
@@ -140,10 +141,13 @@ class Transfer:
 class Connection:
     """A Dial's caller and peer in its bridge while connected: where a REFER on the call is offered."""
 
-    def __init__(self, caller: CallLeg, peer: CallLeg, bridge: Bridge) -> None:
+    def __init__(
+        self, caller: CallLeg, peer: CallLeg, bridge: Bridge, refer: tuple[str, HttpMethod] | None = None
+    ) -> None:
         self.caller = caller
         self.peer = peer
         self.bridge = bridge
+        self.refer = refer  # the Dial's own referUrl (absolute) and referMethod, which take the number's place
         self.transfer: Transfer | None = None
         self.active = True
         self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -225,7 +229,7 @@ class Transfers:
             return self._decline(leg.id, leg.name, "the call is not connected by an RCML Dial")
         if connection.transfer is not None:
             return self._decline(leg.id, leg.name, "a transfer is already in progress on this call")
-        if site.number.refer_url is None:
+        if connection.refer is None and site.number.refer_url is None:
             return self._decline(leg.id, leg.name, f"number {site.number.number} has no Refer URL")
         try:
             target = check_refer_target(destination)
@@ -258,17 +262,23 @@ class Transfers:
 
     async def _run(self, site: TransferSite, connection: Connection, transfer: Transfer) -> None:
         number = site.number
-        assert number.refer_url is not None  # checked before the transfer was accepted
-        transfer.move(TransferStatus.FETCHING, f"requesting {number.refer_url}")
         params = site.params(transfer.transferee) | {
             "Transferor": transfer.transferor.label,
             "Transferee": transfer.transferee.label,
             "ReferTarget": transfer.target,
         }
+        if connection.refer is not None:
+            url, method = connection.refer
+            # Twilio's name for the Refer-To URI; Asterisk hands ARI its user part only, so that is all it has.
+            params["ReferTransferTarget"] = f"<sip:{transfer.target}>"
+        else:
+            assert number.refer_url is not None  # checked before the transfer was accepted
+            url, method = number.refer_url, number.refer_method
+        transfer.move(TransferStatus.FETCHING, f"requesting {redact_url(url)}")
         keep_transferor = False
         try:
             try:
-                document = await self.host.fetch(number.refer_url, number.refer_method, params)
+                document = await self.host.fetch(url, method, params)
             except (WebhookError, MarkupError) as exc:
                 log.warning("REFER on number %s declined: %s", number.number, exc)
                 transfer.move(TransferStatus.DECLINED, "Refer URL failed; the call stays as it was")

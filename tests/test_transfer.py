@@ -356,3 +356,25 @@ async def test_bob_as_transferee_hangs_up_while_the_target_rings(rig):
     assert progress_states(rig, alice) == ["channel_progress", "channel_unavailable"]
     rig.assert_each_hangup_asked_once()
     rig.fake.assert_nothing_leaked()
+
+
+async def test_a_dials_refer_url_handles_its_refer_instead_of_the_numbers(rig):
+    rig.web.xml(
+        "/1001.xml",
+        '<Response><Dial referUrl="/dial-refer.xml" referMethod="get"><Client>bob</Client></Dial></Response>',
+    )
+    rig.web.xml("/dial-refer.xml", "<Response><Dial><Client>carol</Client></Dial></Response>")
+    rig.fake.phone("PJSIP/carol", answer_after=0.02)
+    alice, bob = await connected(rig)
+
+    await rig.fake.refer(bob, "carol")
+    await rig.until(lambda: bob not in rig.fake.channels)
+
+    assert rig.web.calls("/refer.xml") == []  # the number's Refer URL is not asked
+    (refer,) = rig.web.calls("/dial-refer.xml")
+    assert [m for m, path, _p in rig.web.requests if path == "/dial-refer.xml"] == ["GET"]
+    assert (refer["Transferor"], refer["Transferee"], refer["ReferTarget"]) == ("bob", "alice", "carol")
+    assert refer["ReferTransferTarget"] == "<sip:carol>"
+    assert rig.fake.notifies[bob] == [100, 200]
+    assert rig.fake.bridged_with(alice) == {rig.channel_named("PJSIP/carol")}
+    await hang_up_everyone(rig)

@@ -188,7 +188,8 @@ class _DialAttempt:
             self._decided("failed", None)
             return DialResult("failed", winner.call_sid, ring_duration=ring_duration)
         self._decided("answered", winner)
-        connection = call.connect(winner, bridge)
+        refer = (self.verb.refer_url, self.verb.refer_method) if self.verb.refer_url else None
+        connection = call.connect(winner, bridge, refer)
         limit = asyncio.get_running_loop().create_future()
         seconds = min(self.verb.time_limit, _MAX_TIME_LIMIT_S)
         timer = asyncio.get_running_loop().call_later(seconds, _resolve, limit)
