@@ -290,3 +290,21 @@ async def test_a_refer_target_with_dial_string_syntax_is_declined_and_carol_is_n
     assert web.paths() == ["/1001.xml"]
     (transfer,) = [e for e in rcml.events() if e["type"] == "ChannelTransfer" and "state" not in e]
     assert transfer["refer_to"]["requested_destination"]["destination"] == "1002&PJSIP/carol"
+
+
+async def test_a_dials_refer_url_takes_the_refer_instead_of_the_numbers(
+    sandbox: Sandbox, rcml: RcmlProcess, phones: Phones, web: WebApp
+):
+    web.xml(
+        "/1001.xml", '<Response><Dial timeout="10" referUrl="/dial-refer.xml"><Client>bob</Client></Dial></Response>'
+    )
+    web.xml("/dial-refer.xml", REFER_TO_1002)
+    web.xml("/1002.xml", DIAL_CAROL)
+    rcml.start([Number("1001", f"{web.url}/1001.xml"), Number("1002", f"{web.url}/1002.xml")])  # no Refer URL
+
+    alice, bob, carol = await transferred_to_carol(sandbox, phones, rcml, "bob_transferor.xml", "1002")
+
+    assert_seed_outcome(alice, bob, carol)
+    (refer,) = web.calls("/dial-refer.xml")
+    assert (refer["Transferor"], refer["Transferee"], refer["ReferTarget"]) == ("bob", "alice", "1002")
+    assert refer["ReferTransferTarget"] == "<sip:1002>"
