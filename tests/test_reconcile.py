@@ -39,7 +39,7 @@ async def test_a_restarted_app_hangs_up_the_previous_runs_calls_and_destroys_the
         await rig.fake.settle()
 
     rig.fake.assert_nothing_leaked()
-    assert not engine.legs and not engine.bridges and not engine.sessions
+    assert (engine.legs, engine.bridges, engine.sessions) == ({}, {}, {})
     lines = [r.getMessage() for r in caplog.records if r.name == "stasis_app.reconcile"]
     assert sum("reconcile: hung up PJSIP/" in line for line in lines) == 4, lines
     assert sum("reconcile: destroyed bridge rcml-1001" in line for line in lines) == 2, lines
