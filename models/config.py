@@ -61,6 +61,9 @@ class AriSettings(_Config):
     http_connections: int = Field(default=20, ge=1, le=500)
     # Seconds one REST request may take, queueing for a connection included.
     request_timeout: float = Field(default=10.0, gt=0, le=120)
+    # Seconds between two reconciles (channels in our app and rcml-* bridges no call owns are cleaned); 0: only
+    # at connect and after each reconnect.
+    reconcile_interval: float = Field(default=60.0, ge=0, le=86400)
 
     @model_validator(mode="before")
     @classmethod

@@ -29,9 +29,11 @@ from models.rcml import Client, Dial, Document, HttpMethod
 from stasis_app.admission import Admission
 from stasis_app.ari.protocol import AsteriskApi, HangupReason
 from stasis_app.bridges import Bridge, BridgeState
+from stasis_app.cleanup import RetriedDeletes
 from stasis_app.errors import AriError
 from stasis_app.legs import CallLeg, LegRole, LegState, Party
 from stasis_app.logs import for_call
+from stasis_app.reconcile import Reconciler
 from stasis_app.session import CallSession, Requester
 from stasis_app.transfer import Transfer as _Transfer
 from stasis_app.transfer import Transfers, TransferSite
@@ -45,7 +47,7 @@ class Engine:
     """Implements :class:`stasis_app.ari.protocol.EventHandler`; one per Stasis application."""
 
     def __init__(self, ari: AsteriskApi, webhooks: Requester, settings: Settings) -> None:
-        self.ari = ari
+        self.ari: AsteriskApi = RetriedDeletes(ari)  # a failed hangup or bridge destroy is retried, not forgotten
         self.webhooks = webhooks
         self.settings = settings
         self.legs: dict[str, CallLeg] = {}  # identity map: one object per channel we own
@@ -55,6 +57,7 @@ class Engine:
         self.transfers = Transfers(self)
         self.admission = Admission(settings.limits)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.reconciler = Reconciler(self, settings.ari.reconcile_interval)
 
     # -- what sessions and transfers ask of the engine --------------------------------------------------------
 
@@ -113,9 +116,11 @@ class Engine:
         match event:
             case StasisStart(channel=channel, args=args):
                 leg = self.legs.get(channel.id)
-                if leg is not None:
+                if leg is not None and leg.role is LegRole.DIALED:
                     leg.channel = channel
                     leg.set_state(LegState.UP, "answered (StasisStart)")
+                elif leg is not None:
+                    pass  # started already: the reconcile found it before this event came
                 elif channel.dialplan.exten == "h":
                     pass  # a dialplan whose patterns catch "h" re-enters Stasis after a hangup: not a call
                 elif not args:
@@ -162,6 +167,10 @@ class Engine:
                     leg.deliver(event)
             case _:
                 pass
+
+    def leg_gone(self, channel_id: str, why: str) -> None:
+        """A channel we tracked is gone without an event saying so (the reconcile found out)."""
+        self._gone(channel_id, None, why)
 
     def _gone(self, channel_id: str, cause: int | None, why: str) -> None:
         leg = self._forget(channel_id)
@@ -216,38 +225,14 @@ class Engine:
     # -- connection ---------------------------------------------------------------------------------------------
 
     async def on_connected(self, reconnect: bool) -> None:
-        """After a reconnect, re-read what Asterisk has: ARI does not replay the events we missed."""
+        """Reconcile with what Asterisk has (ARI does not replay the events we missed): see :mod:`.reconcile`."""
         self.admission.start()
-        if not reconnect or not (self.legs or self.bridges):
-            return
-        try:
-            listed_channels, listed_bridges = await asyncio.gather(self.ari.list_channels(), self.ari.list_bridges())
-        except AriError as exc:
-            log.warning("could not re-read channels and bridges after reconnecting: %s", exc)
-            return
-        channels = {channel.id: channel for channel in listed_channels}
-        listed = {bridge.id: bridge for bridge in listed_bridges}
-        gone = [leg_id for leg_id, leg in self.legs.items() if not leg.virtual and leg_id not in channels]
-        for leg_id in gone:
-            self._gone(leg_id, None, "gone while the event stream was down")
-        for bridge_id, bridge in list(self.bridges.items()):
-            if (snapshot := listed.get(bridge_id)) is None:
-                self.bridges.pop(bridge_id)
-                bridge.set_state(BridgeState.GONE, "destroyed while the event stream was down")
-            else:
-                bridge.members = set(snapshot.channels)
-        for leg_id, leg in self.legs.items():
-            if leg.virtual:
-                continue
-            if leg.role is LegRole.DIALED and channels[leg_id].state == "Up" and not leg.is_up:
-                leg.set_state(LegState.UP, "answered while the event stream was down")
-            if leg.bridge is not None and (leg.bridge.is_gone or leg_id not in leg.bridge.members):
-                leg.bridge = None
-        log.info("event stream back: %d calls, %d legs ended meanwhile", len(self.sessions), len(gone))
+        await self.reconciler.on_connected(reconnect)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Shut down: end every call we run (hanging up its legs, destroying its bridge), then stop."""
         await self.admission.stop()
+        await self.reconciler.stop()
         for task in list(self.sessions.values()):
             task.cancel()
         pending = [task for task in self._tasks if not task.done()]

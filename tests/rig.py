@@ -10,14 +10,17 @@ async with Rig(tmp_path) as rig:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
 
-from models.config import NumberConfig, RoutingSettings, Settings, WebhookSettings
+from models.config import AriSettings, NumberConfig, RoutingSettings, Settings, WebhookSettings
+from stasis_app.ari.protocol import TransportError
+from stasis_app.ari.rest import AriRest
+from stasis_app.cleanup import RetriedDeletes
 from stasis_app.engine import Engine
 from stasis_app.webhook import Webhooks
 from tests.fake_asterisk import FakeAsterisk
@@ -75,9 +78,15 @@ DEFAULT_NUMBERS = numbers(("1001", "/1001.xml", "/refer.xml"), ("1002", "/1002.x
 
 class Rig:
     def __init__(
-        self, tmp_path: Path, *, numbers: tuple[NumberConfig, ...] = DEFAULT_NUMBERS, our_numbers: str = "in-process"
+        self,
+        tmp_path: Path,
+        *,
+        numbers: tuple[NumberConfig, ...] = DEFAULT_NUMBERS,
+        our_numbers: str = "in-process",
+        reconcile_interval: float = 60.0,
     ) -> None:
         self.settings = Settings(
+            ari=AriSettings(reconcile_interval=reconcile_interval),
             numbers=numbers,
             routing=RoutingSettings(apps_dir=tmp_path, our_numbers=our_numbers),
             webhooks=WebhookSettings(timeout=1.0),
@@ -97,6 +106,21 @@ class Rig:
         await self.engine.close()
         await self.fake.stop()
         await self.webhooks.aclose()
+
+    async def restart(self) -> Engine:
+        """The app is killed (nothing more of it reaches Asterisk) and a new one connects to the same Asterisk."""
+        old, deletes = self.engine, self.engine.ari
+        old.ari = AriRest(_Dead(), self.settings.ari.app)
+        tasks = list(old.sessions.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await old.reconciler.stop()
+        if isinstance(deletes, RetriedDeletes):
+            await deletes.stop()
+        self.engine = Engine(self.fake.api, self.webhooks, self.settings)
+        await self.fake.restart_app(self.engine)
+        return self.engine
 
     async def call(self, caller: str, number: str) -> str:
         """``caller`` dials ``number``; returns the inbound channel id."""
@@ -124,6 +148,18 @@ class Rig:
     def names_with(self, channel_id: str) -> set[str]:
         """Names of the channels bridged with ``channel_id``."""
         return {self.fake.name_of(cid).split("-")[0] for cid in self.fake.bridged_with(channel_id)}
+
+
+class _Dead:
+    """The transport of a killed process: nothing it asks reaches Asterisk."""
+
+    async def request(
+        self, method: str, path: str, query: Mapping[str, str] | None = None, body: bytes | None = None
+    ) -> tuple[int, bytes]:
+        raise TransportError("the process is dead")
+
+    async def aclose(self) -> None:
+        pass
 
 
 async def pause(seconds: float) -> None:

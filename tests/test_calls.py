@@ -126,7 +126,9 @@ async def test_several_nouns_ring_at_once_and_the_first_answer_wins(rig):
     await rig.until(lambda: rig.fake.bridged_with(alice))
     carol = rig.channel_named("PJSIP/carol")
     assert rig.fake.bridged_with(alice) == {carol}
-    originated = [params["endpoint"] for method, path, params in rig.fake.rest_log if path == "/channels"]
+    originated = [
+        params["endpoint"] for method, path, params in rig.fake.rest_log if (method, path) == ("POST", "/channels")
+    ]
     assert sorted(originated) == ["PJSIP/5551234@trunk", "PJSIP/bob", "PJSIP/carol"]
     await rig.until(
         lambda: not any(c.name.startswith(("PJSIP/bob", "PJSIP/5551234")) for c in rig.fake.channels.values())

@@ -70,6 +70,7 @@ def test_environment_overrides_the_ari_table(tmp_path: Path):
         "rest": "auto",
         "http_connections": 20,
         "request_timeout": 10.0,
+        "reconcile_interval": 60.0,
     }
 
 

@@ -269,19 +269,44 @@ class RcmlProcess:
         self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         command = [str(REPO / ".venv" / "bin" / "python"), "-m", "stasis_app", "run"]
         command += ["--config", str(self.config), "--event-log", str(self.event_log)]
-        with self.output.open("wb") as out:
+        connects = self.log().count("connected to Asterisk")  # a restart appends to the killed run's log
+        with self.output.open("ab") as out:
             self._proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         # Asterisk keeps an application registered (GET /applications/rcml answers 200) after its websocket
         # closed, "not active": the previous test's app would pass for this one. The app's own line says when
         # its websocket is open.
-        while not (self.sandbox.app_registered() and "connected to Asterisk" in self.log()):
+        while not (self.sandbox.app_registered() and self.log().count("connected to Asterisk") > connects):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"the app did not connect to ARI:\n{self.log()}")
             time.sleep(0.05)
 
     def ari_connections(self) -> int:
         """The app's established TCP connections to Asterisk's HTTP port (the events websocket is one)."""
+        return len(self._ari_ports())
+
+    def cut_ari(self) -> int:
+        """Abort the app's TCP connections to Asterisk's HTTP port (``ss -K``), as a network fault would; returns
+        how many were cut. Asterisk sees the connection reset and the app a dead socket."""
+        ports = self._ari_ports()
+        for port in ports:
+            subprocess.run(
+                ["ss", "-K", "dst", "127.0.0.1", "dport", "=", str(ARI_PORT), "sport", "=", str(port)],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+        return len(ports)
+
+    def kill(self) -> None:
+        """SIGKILL: the app dies on the spot, ending nothing."""
+        proc, self._proc = self._proc, None
+        assert proc is not None
+        proc.kill()
+        proc.wait(timeout=5)
+
+    def _ari_ports(self) -> list[int]:
+        """The local ports of the app's established connections to Asterisk's HTTP port."""
         assert self._proc is not None
         inodes = set()
         fds = Path(f"/proc/{self._proc.pid}/fd")
@@ -290,14 +315,14 @@ class RcmlProcess:
                 link = os.readlink(fd)
                 if link.startswith("socket:["):
                     inodes.add(link[8:-1])
-        count = 0
+        ports = []
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
                 remote_port = int(fields[2].rsplit(":", 1)[1], 16)
                 if fields[3] == "01" and remote_port == ARI_PORT and fields[9] in inodes:
-                    count += 1
-        return count
+                    ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+        return ports
 
     def log(self) -> str:
         return self.output.read_text(errors="replace") if self.output.exists() else ""

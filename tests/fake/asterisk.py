@@ -126,6 +126,7 @@ class FakeAsterisk:
         self._connected = True
         self.handler_errors: list[BaseException] = []
         self._closed = False
+        self._failures: list[tuple[str, str, int]] = []  # (method, path prefix, status), answered in order
         self.api = AriRest(self, app)  # the typed REST calls, as the engine makes them
 
     # -- event stream -------------------------------------------------------------------------------------
@@ -157,6 +158,27 @@ class FakeAsterisk:
         assert self._handler is not None
         self._connected = True
         await self._handler.on_connected(reconnect=True)
+
+    async def restart_app(self, handler: EventHandler) -> None:
+        """The app died (its undelivered events with it) and a new one connects under the same name: events go
+        to ``handler`` from now on, told of its first connect. Whatever the old app left in Asterisk stays."""
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+        self._queue = asyncio.Queue()
+        self._handler = handler
+        self._connected = True
+        self._pump = asyncio.create_task(self._deliver(handler), name="fake-asterisk-websocket")
+        await handler.on_connected(reconnect=False)
+
+    def deliver_late(self, raw: dict[str, Any]) -> None:
+        """An event sent before a reconnect reaches the app after it (it was in flight)."""
+        self._queue.put_nowait(parse_event(raw))
+
+    def fail(self, method: str, path_prefix: str, *, status: int = 500, times: int = 1) -> None:
+        """The next ``times`` requests ``method`` on a path starting with ``path_prefix`` are answered ``status``
+        and change nothing (Asterisk having a bad moment)."""
+        self._failures += [(method, path_prefix, status)] * times
 
     def _emit(self, raw: dict[str, Any]) -> None:
         self.event_log.append(raw)
@@ -262,6 +284,10 @@ class FakeAsterisk:
         self.rest_log.append((method, path, params))
         if self._closed:
             raise TransportError("the ARI client is closed")
+        for failure in self._failures:
+            if failure[0] == method and path.startswith(failure[1]):
+                self._failures.remove(failure)
+                return failure[2], b'{"message":"Internal Server Error"}'
         route = self._route(method, [unquote(part) for part in path.strip("/").split("/")])
         if route is None:
             return 404, b'{"message":"Resource not found"}'
