@@ -20,7 +20,7 @@ from stasis_app.ari.protocol import AsteriskApi, HangupReason
 from stasis_app.bridges import PREFIX, Bridge
 from stasis_app.context import Needs
 from stasis_app.errors import AriError, CallGone, MarkupError, StasisRcmlError, WebhookError
-from stasis_app.legs import CallLeg, LegRole, LegState, Party, hang_up, virtual_pair
+from stasis_app.legs import CallLeg, LegRole, LegState, Party, end_virtual, hang_up, virtual_pair
 from stasis_app.logs import CALL_SID
 from stasis_app.outcomes import DialWatcher, Handover, HangupCall, Next, Outcome, Replace
 from stasis_app.transfer import Connection
@@ -40,6 +40,9 @@ _END_CAUSE: dict[str, HangupReason] = {"busy": "busy", "no-answer": "no_answer",
 # Documents one call may run (its first, then each Redirect, Dial action or Refer app): an app that redirects
 # to itself, or re-dials an undialable number from its action forever, ends here instead of spinning.
 MAX_DOCUMENTS = 100
+
+# Calls to our own numbers nested in one another, in-process (1001 dials 1002 which dials 1003...).
+MAX_NESTING = 8
 
 
 class DocumentBudgetSpent(StasisRcmlError):
@@ -101,6 +104,7 @@ class CallSession:
         self.peer_to_peer = peer_to_peer  # a client calling a client by name: no RCML, no transfers
         # An in-process call to one of our numbers runs in the bridge of the call that dialed it.
         self.parent = parent
+        self.depth: int = parent.depth + 1 if parent is not None else 0
         self.state = SessionState.STARTING
         self.own_bridge: Bridge | None = bridge
         if bridge is not None:
@@ -239,6 +243,17 @@ class CallSession:
         inbound = Party(from_=party.from_, to=number.number, caller_name=party.caller_name)
         name = f"{number.number}@in-process-{uuid.uuid4().hex[:8]}"
         dialed, leg = virtual_pair(self.leg, party, inbound, name)
+        if self.depth >= MAX_NESTING:
+            # A number that dials itself (or a ring of numbers) would nest calls without end.
+            log.warning(
+                "number %s: our number %s would be the %d-th call nested in this one (a number dialing itself?);"
+                " that noun fails",
+                self._number.number,
+                number.number,
+                self.depth + 1,
+            )
+            end_virtual(dialed, "congestion", "too deeply nested")
+            return dialed
         for gone in [leg_id for leg_id, old in self.dial_legs.items() if old.is_gone]:
             del self.dial_legs[gone]
         self.dial_legs[dialed.id] = dialed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from models.config import NumberConfig
+from stasis_app.session import MAX_NESTING
 from tests.rig import WEB, Rig
 
 
@@ -219,4 +220,19 @@ async def test_a_refer_app_on_the_far_end_skips_media_it_cannot_play_with_one_wa
     await rig.fake.phone_hangup(dave)
     await rig.idle()
     assert rig.fake.hangup_causes[carol] == 16
+    rig.fake.assert_nothing_leaked()
+
+
+async def test_a_number_dialing_itself_stops_at_the_nesting_bound(rig, caplog):
+    rig.web.xml("/1001.xml", '<Response><Dial action="/after"><Number>1002</Number></Dial></Response>')
+    rig.web.xml("/1002.xml", "<Response><Dial><Number>1002</Number></Dial></Response>")
+    rig.web.xml("/after", "<Response><Hangup/></Response>")
+
+    await rig.call("alice", "1001")
+    await rig.idle()
+
+    assert len(rig.web.calls("/1002.xml")) == MAX_NESTING
+    (after,) = rig.web.calls("/after")
+    assert after["DialCallStatus"] == "failed"
+    assert len([r for r in caplog.records if "nested" in r.getMessage()]) == 1
     rig.fake.assert_nothing_leaked()

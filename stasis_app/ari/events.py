@@ -36,7 +36,7 @@ import pydantic
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from models.ari import parse_event
+from models.ari import UNUSED_EVENT_TYPES, event_type, parse_event
 from stasis_app.ari.protocol import EventHandler
 from stasis_app.errors import AriError
 
@@ -353,8 +353,11 @@ _HEAD = 40
 
 def _deliver(handler: EventHandler, message: str | bytes) -> None:
     """Parse one message and hand it over; a bad message or a failing handler costs that one event only."""
+    kind = event_type(message)
+    if kind in UNUSED_EVENT_TYPES:
+        return  # nobody acts on it: not worth a parse
     try:
-        event = parse_event(message)
+        event = parse_event(message, kind=kind)
     except ValueError as exc:  # pydantic.ValidationError is one, and so is bad JSON or UTF-8
         logger.warning("ARI events: skipped a %s event: %s", _event_type(message), _one_line(exc))
         return

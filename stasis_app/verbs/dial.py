@@ -125,16 +125,18 @@ class _DialAttempt:
         shown = _caller_id(caller_name, caller_id)
         jobs = []
         for noun in self.verb.nouns:
+            ours = our_number(call.settings, noun)  # a configured number: safe as it is
+            if ours is None:
+                try:
+                    endpoint = dial_string(call.settings, noun)
+                except UnsafeTarget as exc:
+                    log.warning("number %s: %s", call.number.number, exc)
+                    continue
             label = noun_label(noun)
             to = noun.uri if isinstance(noun, Sip) else label
             party = Party(from_=caller_id, to=to, caller_name=caller_name, label=label)
-            if (ours := our_number(call.settings, noun)) is not None:
+            if ours is not None:
                 self.legs.append(call.dial_ours(ours, party))
-                continue
-            try:
-                endpoint = dial_string(call.settings, noun)
-            except UnsafeTarget as exc:
-                log.warning("number %s: %s", call.number.number, exc)
                 continue
             leg = call.new_leg(endpoint, party)
             self.legs.append(leg)

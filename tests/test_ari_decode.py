@@ -1,0 +1,80 @@
+"""Decoding websocket messages: the type read from the head picks the model, events nobody uses are not parsed,
+and whatever the shape of the message the result is what the full union parse gives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from models.ari import (
+    _EVENT_ADAPTER,
+    UNUSED_EVENT_TYPES,
+    ChannelTransfer,
+    StasisStart,
+    UnknownEvent,
+    event_type,
+    parse_event,
+)
+from stasis_app.ari import events
+
+SEED = Path(__file__).parent / "captures" / "seed.jsonl"
+MESSAGES = [json.dumps(json.loads(line)["event"], separators=(",", ":")) for line in SEED.read_text().splitlines()]
+
+
+def test_the_type_is_read_from_the_head_or_not_at_all():
+    assert event_type('{"type":"StasisStart","channel":{}}') == "StasisStart"
+    assert event_type('{\n  "type": "StasisStart"}') is None  # ari.conf pretty=yes: parsed the long way
+    assert event_type(b'{"type":"StasisStart"}') is None
+    assert event_type('{"type":"' + "x" * 100) is None
+    assert event_type('{"channel":{},"type":"StasisStart"}') is None
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=[json.loads(m)["type"] for m in MESSAGES])
+def test_every_captured_event_parses_as_the_union_parses_it(message):
+    assert parse_event(message) == _EVENT_ADAPTER.validate_json(message)
+    pretty = json.dumps(json.loads(message), indent=2)
+    assert parse_event(pretty) == parse_event(message)
+
+
+def test_a_message_whose_body_says_another_type_is_parsed_for_what_it_is():
+    transfer = next(m for m in MESSAGES if '"type":"ChannelTransfer"' in m)
+    relabelled = '{"type":"StasisStart",' + transfer[1:]  # a second "type" key: JSON's last one wins
+    assert isinstance(parse_event(relabelled), ChannelTransfer)
+
+
+def test_unknown_types_are_kept_whole_and_known_ones_drop_fields_nobody_reads():
+    unknown = parse_event('{"type":"ChannelVarset","variable":"X","value":"1"}')
+    assert isinstance(unknown, UnknownEvent)
+    assert unknown.model_extra == {"variable": "X", "value": "1"}
+    start = next(m for m in MESSAGES if '"type":"StasisStart"' in m)
+    event = parse_event(start.replace('"args":', '"from_a_newer_asterisk":{"x":[1,2]},"args":'))
+    assert isinstance(event, StasisStart)
+    assert event.model_extra in (None, {})
+
+
+def test_a_known_event_missing_a_field_is_a_validation_error():
+    with pytest.raises(ValidationError):
+        parse_event('{"type":"StasisStart","args":[]}')
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def on_connected(self, reconnect: bool) -> None:
+        pass
+
+    def on_event(self, event) -> None:
+        self.seen.append(event.type)
+
+
+def test_the_reader_hands_over_every_event_but_the_unused_ones_unparsed():
+    handler = Recorder()
+    for message in MESSAGES:
+        events._deliver(handler, message)
+    kinds = [json.loads(m)["type"] for m in MESSAGES]
+    assert handler.seen == [kind for kind in kinds if kind not in UNUSED_EVENT_TYPES]
+    assert len(handler.seen) < len(kinds)
