@@ -111,3 +111,5 @@ class Document(_Rcml):
 
     verbs: tuple[Verb, ...]
     source: str = ""
+    # What was accepted as Restcomm accepts it but deserves a look (an unknown verb skipped), one line each.
+    warnings: tuple[str, ...] = ()

@@ -79,11 +79,14 @@ def _check(config: Path) -> int:
         return _report(list(exc.problems))
     except ConfigError as exc:
         return _report([str(exc)])
-    problems = check_settings(settings)
+    document_warnings: list[str] = []
+    problems = check_settings(settings, document_warnings)
     try:
         refuse_unsafe(settings)
     except ConfigError as exc:
         problems.append(str(exc))
+    for warning in document_warnings:
+        print(f"{_PROG}: warning: {warning}", file=sys.stderr)
     if problems:
         return _report(problems)
     for warning in startup_warnings(settings):

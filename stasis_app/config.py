@@ -71,8 +71,9 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
     raise ConfigProblems(problems)
 
 
-def check_settings(settings: Settings) -> list[str]:
+def check_settings(settings: Settings, warnings: list[str] | None = None) -> list[str]:
     """Every problem in the settings and in each local app they name, one line each; empty when all is well.
+    What is accepted but deserves a look (an unknown verb, skipped) is added to ``warnings``.
 
     Local apps are the ``app:`` URLs of the numbers, the apps those documents name in turn
     (``Dial action``, ``Redirect``), and every ``*.xml`` file in the apps folder. ``$core_X``
@@ -102,6 +103,8 @@ def check_settings(settings: Settings) -> list[str]:
                 continue
             checked.add(path)
             document = _parse_app(path, url)
+            if warnings is not None:
+                warnings.extend(document.warnings)
         except WebhookError as exc:
             problems.append(f"{where}: {redact_url(exc.url)}: {exc.reason}")
             continue

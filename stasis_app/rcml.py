@@ -79,7 +79,11 @@ _PARSER = etree.XMLParser(
 # lxml refuses a str that carries an encoding declaration; the text is already decoded, so drop it.
 # "<?xml " only: "<?xml-stylesheet ...?>" is a processing instruction, which the parser drops.
 _XML_DECLARATION = re.compile(r"\A\ufeff?\s*<\?xml\s[^>]*\?>")
+_XML_DECLARATION_BYTES = re.compile(rb"\A(\xef\xbb\xbf)?\s*<\?xml\s[^>]*\?>")
 _PLACEHOLDER = re.compile(r"\$core_([A-Za-z0-9_]+)")
+# An "&" that starts no character or entity reference: written bare in a URL (a=1&b=2), as Restcomm accepts.
+_BARE_AMPERSAND = re.compile(r"&(?!#[0-9]{1,7};|#x[0-9A-Fa-f]{1,6};|[A-Za-z][A-Za-z0-9]{0,31};)")
+_BARE_AMPERSAND_BYTES = re.compile(_BARE_AMPERSAND.pattern.encode())
 _LXML_POSITION = re.compile(r"\s*, line \d+, column (\d+)$")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -93,11 +97,14 @@ def parse_rcml(text: str | bytes, source: str, params: Mapping[str, str] | None 
     ``params``, every ``$core_X`` in an attribute value or a text is replaced by ``params["X"]`` (empty
     when missing). Raises :class:`MarkupError` with the line at fault, and never anything else.
     """
-    src = _Source(source, params)
+    src = _Source(source, params, [])
     if isinstance(text, str):
         text = _XML_DECLARATION.sub("", text, count=1)
+        text = _BARE_AMPERSAND.sub("&amp;", text)
+    else:
+        text = _BARE_AMPERSAND_BYTES.sub(b"&amp;", text)
     try:
-        root = etree.fromstring(text, _PARSER)
+        root = _parse_xml(text)
     except etree.XMLSyntaxError as exc:
         raise MarkupError(source, _syntax_message(exc), exc.lineno or None) from None
     except ValueError as exc:  # lxml refuses some inputs before parsing (e.g. a declaration left in a str)
@@ -106,12 +113,34 @@ def parse_rcml(text: str | bytes, source: str, params: Mapping[str, str] | None 
     if docinfo.internalDTD is not None or docinfo.doctype:
         raise MarkupError(source, "DOCTYPE declarations are not allowed", _doctype_line(text))
     if root.tag != "Response":
-        raise MarkupError(source, f"the root element must be <Response>, not <{_name(root)}>", _line(root))
+        # Restcomm runs a document whose root is a verb (no <Response> around it) as that one verb.
+        wrapper = etree.Element("Response")
+        wrapper.append(root)
+        root = wrapper
     if len(root) > MAX_VERBS:
         raise MarkupError(source, f"too many verbs ({len(root)}; at most {MAX_VERBS})", _line(root))
     _no_stray_text(root, src)
-    verbs = tuple(_parse_verb(element, src) for element in _elements(root, src))
-    return Document(verbs=verbs, source=source)
+    verbs = tuple(verb for element in _elements(root, src) if (verb := _parse_verb(element, src)) is not None)
+    return Document(verbs=verbs, source=source, warnings=tuple(src.warnings))
+
+
+def _parse_xml(text: str | bytes) -> etree._Element:
+    try:
+        return etree.fromstring(text, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        # Verbs with no <Response> around them (several top-level elements): Restcomm takes them as one.
+        if "Extra content at the end of the document" not in str(exc.msg):
+            raise
+        if isinstance(text, str):
+            wrapped: str | bytes = f"<Response>{text}</Response>"
+        else:
+            declaration = _XML_DECLARATION_BYTES.match(text)
+            head, rest = (text[: declaration.end()], text[declaration.end() :]) if declaration else (b"", text)
+            wrapped = b"%s<Response>%s</Response>" % (head, rest)
+        try:
+            return etree.fromstring(wrapped, _PARSER)
+        except etree.XMLSyntaxError:
+            raise exc from None
 
 
 def fill_placeholders(value: str, params: Mapping[str, str]) -> str:
@@ -129,6 +158,7 @@ class _Source:
 
     name: str
     params: Mapping[str, str] | None
+    warnings: list[str]
 
     def value(self, raw: str | None) -> str:
         """An attribute value or text as the document means it: placeholders filled, when there are params."""
@@ -333,8 +363,12 @@ _NOUNS: Mapping[str, Callable[[etree._Element, _Source], DialNoun]] = {
 }
 
 
-def _parse_verb(element: etree._Element, src: _Source) -> Verb:
+def _parse_verb(element: etree._Element, src: _Source) -> Verb | None:
     parse = _VERBS.get(str(element.tag))
     if parse is None:
-        raise src.error(f"unsupported verb <{_name(element)}>", element)
+        # Restcomm skips a verb it does not know; so do we, saying so once.
+        warning = f"{redact_url(src.name)}, line {_line(element)}: unknown verb <{_name(element)}> skipped"
+        log.warning("%s", warning)
+        src.warnings.append(warning)
+        return None
     return parse(element, src)
