@@ -66,7 +66,7 @@ async def test_failed_fetch_goes_to_the_fallback_with_error_code_11200(tmp_path:
 
 
 async def test_invalid_rcml_goes_to_the_fallback_with_error_code_12100(tmp_path: Path):
-    app = App({"/voice": "<Response><Say>hi</Say></Response>", "/fallback": FALLBACK})
+    app = App({"/voice": '<Response><Pause length="x"/></Response>', "/fallback": FALLBACK})
     await voice(tmp_path, app, number(voice_fallback_url="http://app.test/fallback", voice_fallback_method="get"))
     assert app.requests[1].method == "GET"
     assert app.form(1)["ErrorCode"] == "12100"
@@ -86,7 +86,7 @@ async def test_without_a_fallback_the_voice_urls_error_is_raised(tmp_path: Path)
     with pytest.raises(WebhookError, match=r"^request to http://app\.test/voice failed: HTTP 500$"):
         await voice(tmp_path, App({"/voice": 500}), number())
     with pytest.raises(MarkupError):
-        await voice(tmp_path, App({"/voice": "<Nope/>"}), number())
+        await voice(tmp_path, App({"/voice": "<Response><Hangup>"}), number())
 
 
 async def test_when_both_fail_the_fallbacks_error_is_raised(tmp_path: Path):
