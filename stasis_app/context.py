@@ -58,7 +58,9 @@ class CallContext(Protocol):
         Dial action), its callee joins this call's bridge, its media verbs play to this call's caller. The
         returned leg answers when that app answers and ends when that call ends, with its cause."""
 
-    async def originate(self, leg: CallLeg, endpoint: str, caller_id: str, timeout: int) -> bool:
+    async def originate(
+        self, leg: CallLeg, endpoint: str, caller_id: str, timeout: int, variables: dict[str, str] | None = None
+    ) -> bool:
         """Dial ``leg``; False (one log line, the leg ended) if Asterisk refuses."""
 
     async def hang_up(self, leg: CallLeg) -> None:

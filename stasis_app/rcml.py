@@ -360,6 +360,7 @@ _NOUNS: Mapping[str, Callable[[etree._Element, _Source], DialNoun]] = {
     "Number": _number,
     "Client": _client,
     "Sip": _sip,
+    "Uri": _sip,  # Restcomm's noun for a SIP URI: dialed as <Sip>
 }
 
 

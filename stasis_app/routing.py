@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 from models.config import NumberConfig, Settings
 from models.rcml import Client, DialNoun, Number, Sip
 
-__all__ = ["UnsafeTarget", "check_refer_target", "dial_string", "noun_label", "our_number"]
+__all__ = ["UnsafeTarget", "check_refer_target", "dial_string", "noun_label", "our_number", "sip_headers"]
 
 # Characters that mean something in an Asterisk dial string or a dialplan application argument
 # ('&' rings several, '/' and '@' pick tech/context, ',' and '()' split arguments) are never allowed in a
 # value that ends up in one, whoever wrote it: the RCML app, a phone's REFER, a webhook.
 _SAFE_NUMBER = re.compile(r"[A-Za-z0-9+*#._-]{1,64}")
 _SAFE_SIP = re.compile(r"sips?:[A-Za-z0-9+*#._~!$'=;?%-]{1,64}(@[A-Za-z0-9.\-\[\]:]{1,255})?")
+
+
+# Headers a <Sip> URI may carry (sip:bob@host?X-Foo=bar): X- headers only, printable values, nothing that could
+# end a header line and start another.
+_HEADER_NAME = re.compile(r"X-[A-Za-z0-9-]{1,64}")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,256}")
+_MAX_HEADERS = 16
 
 
 class UnsafeTarget(ValueError):
@@ -36,6 +44,28 @@ def our_number(settings: Settings, noun: DialNoun) -> NumberConfig | None:
     return None
 
 
+def sip_headers(noun: DialNoun) -> dict[str, str]:
+    """The ``X-`` headers a ``<Sip>`` URI asks for (``?X-Foo=bar&X-Baz=1``); UnsafeTarget for any other header or
+    a value that is not plain printable text."""
+    if not isinstance(noun, Sip):
+        return {}
+    _, separator, query = noun.uri.partition("?")
+    if not separator:
+        return {}
+    headers: dict[str, str] = {}
+    for pair in query.split("&")[: _MAX_HEADERS + 1]:
+        name, _, raw = pair.partition("=")
+        value = unquote(raw)
+        if not _HEADER_NAME.fullmatch(name):
+            raise UnsafeTarget(f"sip uri header {name[:80]!r}: only X- headers (X-Name=value) can be set")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise UnsafeTarget(f"sip uri header {name}: its value is not plain printable text (at most 256)")
+        headers[name] = value
+    if len(headers) > _MAX_HEADERS:
+        raise UnsafeTarget(f"sip uri asks for more than {_MAX_HEADERS} headers")
+    return headers
+
+
 def dial_string(settings: Settings, noun: DialNoun) -> str:
     """The dial string for a noun; one of our own numbers goes back into the Stasis context (its Voice app)."""
     routing = settings.routing
@@ -48,7 +78,9 @@ def dial_string(settings: Settings, noun: DialNoun) -> str:
             _check(name, _SAFE_NUMBER, "client")
             return routing.client.format(client=name)
         case Sip(uri=uri):
+            uri = uri.partition("?")[0]  # headers go on the INVITE (sip_headers), not into the dial string
             _check(uri, _SAFE_SIP, "sip uri")
+            sip_headers(noun)
             return routing.sip.format(uri=uri)
 
 
@@ -60,7 +92,7 @@ def noun_label(noun: DialNoun) -> str:
         case Client(name=name):
             return name
         case Sip(uri=uri):
-            return uri.split(":", 1)[1].split("@", 1)[0]
+            return uri.partition("?")[0].split(":", 1)[1].split("@", 1)[0]
 
 
 def _check(value: str, pattern: re.Pattern[str], what: str) -> None:

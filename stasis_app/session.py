@@ -218,7 +218,9 @@ class CallSession:
         self.host.register(leg, self)
         return leg
 
-    async def originate(self, leg: CallLeg, endpoint: str, caller_id: str, timeout: int) -> bool:
+    async def originate(
+        self, leg: CallLeg, endpoint: str, caller_id: str, timeout: int, variables: dict[str, str] | None = None
+    ) -> bool:
         try:
             await self.ari.originate(
                 endpoint=endpoint,
@@ -226,6 +228,7 @@ class CallSession:
                 app_args="dial",
                 caller_id=caller_id,
                 timeout=timeout,
+                variables=variables,
                 originator=media.id if (media := self.leg.media_leg) is not None else None,
             )
         except AriError as exc:

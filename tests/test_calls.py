@@ -335,3 +335,18 @@ async def test_numbers_match_as_restcomm_matches_them_plus_insensitive_and_a_cat
             "PJSIP/5556@trunk"
         ]
         rig.fake.assert_nothing_leaked()
+
+
+async def test_x_headers_of_a_sip_uri_are_set_on_the_outgoing_call(rig):
+    rig.web.xml(
+        "/1001.xml", "<Response><Dial><Sip>sip:bob@example.com?X-Account=42&X-Team=blue</Sip></Dial></Response>"
+    )
+    rig.fake.phone("PJSIP/trunk/sip:bob@example.com", busy=True)
+
+    await rig.call("alice", "1001")
+    await rig.idle()
+
+    (originate,) = [p for m, path, p in rig.fake.rest_log if (m, path) == ("POST", "/channels")]
+    assert originate["endpoint"] == "PJSIP/trunk/sip:bob@example.com"
+    assert originate["variables"] == {"PJSIP_HEADER(add,X-Account)": "42", "PJSIP_HEADER(add,X-Team)": "blue"}
+    rig.fake.assert_nothing_leaked()

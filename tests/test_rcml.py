@@ -311,3 +311,8 @@ def test_parsed_as_restcomm_parses_bare_ampersands_no_response_root_and_unknown_
     assert [type(verb).__name__ for verb in skipped.verbs] == ["Hangup"]
     assert skipped.warnings == ("http://app.test/x.xml, line 2: unknown verb <Frobnicate> skipped",)
     assert [r.getMessage() for r in caplog.records] == list(skipped.warnings)
+
+
+def test_restcomms_uri_noun_is_a_sip_uri():
+    document = parse_rcml("<Response><Dial><Uri>sip:bob@example.com</Uri></Dial></Response>", "u")
+    assert document.verbs[0].nouns[0].uri == "sip:bob@example.com"

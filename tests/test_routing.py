@@ -6,7 +6,7 @@ import pytest
 
 from models.config import NumberConfig, RoutingSettings, Settings
 from models.rcml import Client, Number, Sip
-from stasis_app.routing import UnsafeTarget, check_refer_target, dial_string, noun_label
+from stasis_app.routing import UnsafeTarget, check_refer_target, dial_string, noun_label, sip_headers
 
 SETTINGS = Settings(
     numbers=(NumberConfig(number="1002", voice_url="app:x"),),
@@ -60,3 +60,24 @@ def test_noun_label_is_what_the_rcml_app_knows():
     assert noun_label(Sip(uri="sip:carol@example.com")) == "carol"
     assert noun_label(Client(name="bob")) == "bob"
     assert noun_label(Number(number="1002")) == "1002"
+
+
+def test_sip_uri_x_headers_go_on_the_invite_not_into_the_dial_string():
+    noun = Sip(uri="sip:bob@example.com?X-Account=42&X-Note=hello%20there")
+    assert dial_string(SETTINGS, noun) == "PJSIP/trunk/sip:bob@example.com"
+    assert sip_headers(noun) == {"X-Account": "42", "X-Note": "hello there"}
+    assert noun_label(noun) == "bob"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "sip:bob@example.com?Route=sip:evil",  # not an X- header
+        "sip:bob@example.com?X-A=1%0D%0AVia:%20evil",  # a CR LF in the value: header injection
+        "sip:bob@example.com?X-A=" + "v" * 257,
+        "sip:bob@example.com?" + "&".join(f"X-H{i}=1" for i in range(17)),
+    ],
+)
+def test_sip_uri_headers_that_could_inject_are_refused(uri):
+    with pytest.raises(UnsafeTarget):
+        dial_string(SETTINGS, Sip(uri=uri))

@@ -17,7 +17,7 @@ from stasis_app.context import CallContext, Needs
 from stasis_app.errors import CallGone, MarkupError, WebhookError
 from stasis_app.legs import CallLeg, LegRole, Party
 from stasis_app.outcomes import DialWatcher, HangupCall, Next, Outcome, Replace
-from stasis_app.routing import UnsafeTarget, dial_string, noun_label, our_number
+from stasis_app.routing import UnsafeTarget, dial_string, noun_label, our_number, sip_headers
 
 __all__ = ["DialResult", "DialVerb", "dial_status_for"]
 
@@ -129,6 +129,7 @@ class _DialAttempt:
             if ours is None:
                 try:
                     endpoint = dial_string(call.settings, noun)
+                    headers = sip_headers(noun)
                 except UnsafeTarget as exc:
                     log.warning("number %s: %s", call.number.number, exc)
                     continue
@@ -140,7 +141,9 @@ class _DialAttempt:
                 continue
             leg = call.new_leg(endpoint, party)
             self.legs.append(leg)
-            jobs.append(call.originate(leg, endpoint, shown, self.verb.timeout + _ORIGINATE_GRACE_S))
+            # PJSIP adds each as a header of the INVITE (checked: X- only, printable values).
+            variables = {f"PJSIP_HEADER(add,{name})": value for name, value in headers.items()} or None
+            jobs.append(call.originate(leg, endpoint, shown, self.verb.timeout + _ORIGINATE_GRACE_S, variables))
         # Independent REST calls go out together, the originates first: the INVITE is what someone waits for.
         await asyncio.gather(*jobs, call.bridge(), call.ring())
         if self.watcher is not None:

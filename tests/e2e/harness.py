@@ -430,6 +430,15 @@ class Phone:
     def _msgs(self) -> Path:
         return self.run_dir / f"{self.name}_msgs.log"
 
+    def invite_text(self) -> str:
+        """The first INVITE this phone received, as received (headers and body)."""
+        text = self._msgs.read_text(errors="replace") if self._msgs.exists() else ""
+        start = text.find("INVITE sip:")
+        if start < 0:
+            return ""
+        end = text.find("-----", start)
+        return text[start : end if end > 0 else None]
+
     def lines(self) -> list[str]:
         text = self._logs.read_text(errors="replace") if self._logs.exists() else ""
         return [line.strip() for line in text.splitlines() if line.strip()]
