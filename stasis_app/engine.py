@@ -21,6 +21,9 @@ from models.ari import (
     ChannelStateChange,
     ChannelTransfer,
     PlaybackFinished,
+    RecordingFailed,
+    RecordingFinished,
+    RecordingStarted,
     StasisEnd,
     StasisStart,
 )
@@ -155,6 +158,14 @@ class Engine:
                 self.transfers.on_transfer(event)
             case PlaybackFinished(playback=playback):
                 kind, _, target = playback.target_uri.partition(":")
+                if kind == "channel" and (leg := self.legs.get(target)) is not None:
+                    leg.deliver(event)
+            case (
+                RecordingStarted(recording=recording)
+                | RecordingFinished(recording=recording)
+                | RecordingFailed(recording=recording)
+            ):
+                kind, _, target = recording.target_uri.partition(":")
                 if kind == "channel" and (leg := self.legs.get(target)) is not None:
                     leg.deliver(event)
             case ChannelDtmfReceived(channel=channel):
