@@ -31,14 +31,19 @@ __all__ = [
     "ChannelTransfer",
     "Dial",
     "DialplanCEP",
+    "LiveRecording",
     "Playback",
     "PlaybackFinished",
     "PlaybackStarted",
+    "RecordingFailed",
+    "RecordingFinished",
+    "RecordingStarted",
     "ReferTo",
     "ReferredBy",
     "RequiredDestination",
     "StasisEnd",
     "StasisStart",
+    "StoredRecording",
     "TransferState",
     "UnknownEvent",
     "event_type",
@@ -272,6 +277,42 @@ class PlaybackFinished(_Event):
     playback: Playback
 
 
+class LiveRecording(_AriModel):
+    """A recording in progress (or just ended): ``state`` is queued, recording, paused, done, failed or canceled;
+    the durations are whole seconds, on a recording that ended."""
+
+    name: str
+    format: str = ""
+    target_uri: str = ""
+    state: str = ""
+    duration: int | None = None
+    talking_duration: int | None = None
+    silence_duration: int | None = None
+    cause: str | None = None
+
+
+class StoredRecording(_AriModel):
+    """A finished recording Asterisk keeps (``GET /recordings/stored/{name}``)."""
+
+    name: str
+    format: str = ""
+
+
+class RecordingStarted(_Event):
+    type: Literal["RecordingStarted"] = "RecordingStarted"
+    recording: LiveRecording
+
+
+class RecordingFinished(_Event):
+    type: Literal["RecordingFinished"] = "RecordingFinished"
+    recording: LiveRecording
+
+
+class RecordingFailed(_Event):
+    type: Literal["RecordingFailed"] = "RecordingFailed"
+    recording: LiveRecording
+
+
 class UnknownEvent(_Event):
     """Any event type this app does not model; kept whole (extra fields stay on the object)."""
 
@@ -294,6 +335,9 @@ _KNOWN: dict[str, type[_Event]] = {
         ChannelDtmfReceived,
         PlaybackStarted,
         PlaybackFinished,
+        RecordingStarted,
+        RecordingFinished,
+        RecordingFailed,
     )
 }
 
@@ -317,6 +361,9 @@ AriEvent = Annotated[
     | Annotated[ChannelDtmfReceived, Tag("ChannelDtmfReceived")]
     | Annotated[PlaybackStarted, Tag("PlaybackStarted")]
     | Annotated[PlaybackFinished, Tag("PlaybackFinished")]
+    | Annotated[RecordingStarted, Tag("RecordingStarted")]
+    | Annotated[RecordingFinished, Tag("RecordingFinished")]
+    | Annotated[RecordingFailed, Tag("RecordingFailed")]
     | Annotated[UnknownEvent, Tag("Unknown")],
     Discriminator(_event_tag),
 ]

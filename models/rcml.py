@@ -15,11 +15,13 @@ __all__ = [
     "Dial",
     "DialNoun",
     "Document",
+    "Gather",
     "Hangup",
     "HttpMethod",
     "Number",
     "Pause",
     "Play",
+    "Record",
     "Redirect",
     "Reject",
     "Sip",
@@ -103,7 +105,37 @@ class Play(_Rcml):
     loop: int = Field(default=1, ge=0, le=1000)
 
 
-Verb = Dial | Hangup | Pause | Redirect | Reject | Play
+class Gather(_Rcml):
+    """``<Gather numDigits="4">``: collect the caller's key presses (DTMF), while its nested verbs (``<Play>``,
+    ``<Pause>``, ``<Say>``) play; a key press interrupts them. With input, the digits go to ``action``."""
+
+    verb: Literal["Gather"] = "Gather"
+    verbs: tuple[Verb, ...] = ()  # nested; the parser allows only media verbs here
+    action: str | None = None  # None: the current document's URL, as Twilio does
+    method: HttpMethod = "POST"
+    timeout: int = Field(default=5, ge=1, le=600)  # seconds of silence after the prompt and between digits
+    finish_on_key: str = Field(default="#", alias="finishOnKey", pattern=r"^[0-9*#]?$")  # "": no key finishes
+    num_digits: int | None = Field(default=None, alias="numDigits", ge=1, le=128)
+
+
+class Record(_Rcml):
+    """``<Record maxLength="60">``: record what the caller says into a stored recording, then request ``action``
+    with ``RecordingUrl``, ``RecordingDuration`` and ``Digits``."""
+
+    verb: Literal["Record"] = "Record"
+    action: str | None = None  # None: the current document's URL, as Twilio does
+    method: HttpMethod = "POST"
+    timeout: int = Field(default=5, ge=0, le=3600)  # seconds of silence that end it; 0: silence never does
+    max_length: int = Field(default=3600, alias="maxLength", ge=1, le=86400)
+    finish_on_key: str = Field(default="1234567890*#", alias="finishOnKey", pattern=r"^[0-9*#]*$")
+    play_beep: bool = Field(default=True, alias="playBeep")
+    recording_status_callback: str | None = Field(default=None, alias="recordingStatusCallback")
+    recording_status_callback_method: HttpMethod = Field(default="POST", alias="recordingStatusCallbackMethod")
+
+
+Verb = Dial | Hangup | Pause | Redirect | Reject | Play | Gather | Record
+
+Gather.model_rebuild()
 
 
 class Document(_Rcml):

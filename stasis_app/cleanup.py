@@ -13,8 +13,8 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from models.ari import Bridge, Channel, TransferState
 from stasis_app.ari.protocol import AsteriskApi, HangupReason
 from stasis_app.errors import AriError, CallGone
 
@@ -97,53 +97,6 @@ class RetriedDeletes:
 
     # -- everything else passes through -----------------------------------------------------------------------
 
-    async def answer(self, channel_id: str) -> None:
-        await self.inner.answer(channel_id)
-
-    async def ring(self, channel_id: str) -> None:
-        await self.inner.ring(channel_id)
-
-    async def originate(
-        self,
-        *,
-        endpoint: str,
-        channel_id: str,
-        app_args: str,
-        caller_id: str | None = None,
-        timeout: int = 30,
-        variables: dict[str, str] | None = None,
-        originator: str | None = None,
-    ) -> Channel:
-        return await self.inner.originate(
-            endpoint=endpoint,
-            channel_id=channel_id,
-            app_args=app_args,
-            caller_id=caller_id,
-            timeout=timeout,
-            variables=variables,
-            originator=originator,
-        )
-
-    async def create_bridge(self, bridge_id: str, name: str) -> Bridge:
-        return await self.inner.create_bridge(bridge_id, name)
-
-    async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
-        await self.inner.add_to_bridge(bridge_id, channel_id)
-
-    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
-        await self.inner.remove_from_bridge(bridge_id, channel_id)
-
-    async def play(self, channel_id: str, media: str, playback_id: str) -> None:
-        await self.inner.play(channel_id, media, playback_id)
-
-    async def stop_playback(self, playback_id: str) -> None:
-        await self.inner.stop_playback(playback_id)
-
-    async def transfer_progress(self, channel_id: str, state: TransferState) -> None:
-        await self.inner.transfer_progress(channel_id, state)
-
-    async def list_channels(self) -> list[Channel]:
-        return await self.inner.list_channels()
-
-    async def list_bridges(self) -> list[Bridge]:
-        return await self.inner.list_bridges()
+    def __getattr__(self, name: str) -> Any:
+        # Every other typed call goes to Asterisk as it is: only deletes are worth retrying.
+        return getattr(self.inner, name)

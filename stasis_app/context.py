@@ -82,6 +82,24 @@ class CallContext(Protocol):
     async def fetch(self, url: str, method: HttpMethod, extra: Mapping[str, str] | None = None) -> Document:
         """Request an application URL with this call's parameters (plus ``extra``), relative to the document."""
 
+    @property
+    def document_url(self) -> str:
+        """The URL of the document running now (a Gather's or Record's ``action`` by default, as in Twilio)."""
+
+    def notify(self, url: str, method: HttpMethod, extra: Mapping[str, str]) -> None:
+        """Fire-and-forget: request a status callback URL with this call's parameters (plus ``extra``) in the
+        background, ignoring its answer; the call never waits for it, a failure is one log line."""
+
+    async def start_recording(self, name: str, *, max_duration: int, max_silence: int, beep: bool) -> None:
+        """Start recording the caller into the stored recording ``name`` (taking it out of a bridge first: a
+        bridged channel cannot be recorded); its end comes as a leg event. CallGone / AriError if refused."""
+
+    async def stop_recording(self, name: str) -> None:
+        """End a live recording now, keeping what it has (CallGone if it is over already)."""
+
+    async def recording_kept(self, name: str) -> bool:
+        """Whether Asterisk holds the stored recording ``name`` (False when it cannot say)."""
+
     def connect(self, peer: CallLeg, bridge: Bridge, refer: tuple[str, HttpMethod] | None = None) -> Connection:
         """The caller and ``peer`` are talking in ``bridge``: REFERs on the call go to the returned object, and
         request ``refer`` (the Dial's ``referUrl``, relative to the document) instead of the number's Refer URL."""

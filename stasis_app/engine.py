@@ -8,7 +8,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from models.ari import (
     AriEvent,
@@ -21,6 +21,9 @@ from models.ari import (
     ChannelStateChange,
     ChannelTransfer,
     PlaybackFinished,
+    RecordingFailed,
+    RecordingFinished,
+    RecordingStarted,
     StasisEnd,
     StasisStart,
 )
@@ -47,7 +50,8 @@ class Engine:
     """Implements :class:`stasis_app.ari.protocol.EventHandler`; one per Stasis application."""
 
     def __init__(self, ari: AsteriskApi, webhooks: Requester, settings: Settings) -> None:
-        self.ari: AsteriskApi = RetriedDeletes(ari)  # a failed hangup or bridge destroy is retried, not forgotten
+        # A failed hangup or bridge destroy is retried, not forgotten; every other call passes through.
+        self.ari: AsteriskApi = cast(AsteriskApi, RetriedDeletes(ari))
         self.webhooks = webhooks
         self.settings = settings
         self.legs: dict[str, CallLeg] = {}  # identity map: one object per channel we own
@@ -160,6 +164,14 @@ class Engine:
                 self.transfers.on_transfer(event)
             case PlaybackFinished(playback=playback):
                 kind, _, target = playback.target_uri.partition(":")
+                if kind == "channel" and (leg := self.legs.get(target)) is not None:
+                    leg.deliver(event)
+            case (
+                RecordingStarted(recording=recording)
+                | RecordingFinished(recording=recording)
+                | RecordingFailed(recording=recording)
+            ):
+                kind, _, target = recording.target_uri.partition(":")
                 if kind == "channel" and (leg := self.legs.get(target)) is not None:
                     leg.deliver(event)
             case ChannelDtmfReceived(channel=channel):

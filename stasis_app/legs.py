@@ -100,8 +100,14 @@ class LegEvents:
     def put(self, event: AriEvent) -> None:
         self._queue.put_nowait(event)
 
-    async def next(self, kind: type[E] | tuple[type[E], ...], *, timeout: float | None = None) -> E | None:
-        """The next event of ``kind``; None when ``timeout`` passes or the leg is gone first."""
+    async def next(
+        self,
+        kind: type[E] | tuple[type[E], ...],
+        *,
+        timeout: float | None = None,
+        until: asyncio.Future[Any] | None = None,
+    ) -> E | None:
+        """The next event of ``kind``; None when ``timeout`` passes, ``until`` is done or the leg is gone first."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
@@ -109,17 +115,22 @@ class LegEvents:
                 event = self._queue.get_nowait()
                 if isinstance(event, kind):
                     return event
-            if self._leg.is_gone:
+            if self._leg.is_gone or (until is not None and until.done()):
                 return None
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return None
             getter = asyncio.ensure_future(self._queue.get())
             waits: set[asyncio.Future[Any]] = {getter, self._leg.ended}
-            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
-            elif isinstance(event := getter.result(), kind):
+            if until is not None:
+                waits.add(until)
+            try:
+                await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                got = getter.done()
+                if not got:
+                    getter.cancel()  # left running, it would take the next event from whoever listens next
+            if got and isinstance(event := getter.result(), kind):
                 return event
 
 

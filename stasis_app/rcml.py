@@ -3,7 +3,8 @@
 The parser follows Restcomm/Twilio spelling and semantics:
 
 * Verbs: ``Dial`` (nouns ``Number``, ``Client``, ``Sip``; plain text is a Number, as in
-  ``<Dial>1002</Dial>``), ``Hangup``, ``Pause``, ``Redirect``, ``Reject``, ``Play``.
+  ``<Dial>1002</Dial>``), ``Hangup``, ``Pause``, ``Redirect``, ``Reject``, ``Play``, ``Record``, and
+  ``Gather`` with the media verbs nested in it (:data:`GATHER_NESTED`; speech input is refused).
 * An unknown verb or noun (``Say``, ``Gather``, ``Conference``...) is an error naming it and its line,
   as Restcomm does. Unknown *attributes* are ignored, as Twilio does, so documents written for Twilio
   keep working. A known attribute with a bad value (``timeout="abc"``, ``method="PUT"``) is an error.
@@ -39,10 +40,12 @@ from models.rcml import (
     Dial,
     DialNoun,
     Document,
+    Gather,
     Hangup,
     Number,
     Pause,
     Play,
+    Record,
     Redirect,
     Reject,
     Sip,
@@ -51,7 +54,7 @@ from models.rcml import (
 from stasis_app.errors import MarkupError
 from stasis_app.redact import redact_url
 
-__all__ = ["MAX_NOUNS", "MAX_TIME_LIMIT", "MAX_VERBS", "fill_placeholders", "parse_rcml"]
+__all__ = ["GATHER_NESTED", "MAX_NOUNS", "MAX_TIME_LIMIT", "MAX_VERBS", "fill_placeholders", "parse_rcml"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,9 @@ MAX_TIME_LIMIT = 86400
 # Attributes clamped (with a WARNING) instead of refused: (verb, attribute) -> the largest value used.
 _CLAMPED = {("Dial", "timeout"): 600, ("Dial", "timeLimit"): MAX_TIME_LIMIT}
 _DIGITS = re.compile(r"[0-9]+")
+# What a <Gather> may play while it listens, as in Twilio; each parses with its own top-level parser, so a
+# media verb added to _VERBS (Say) nests without touching <Gather>.
+GATHER_NESTED = frozenset({"Say", "Play", "Pause"})
 _SHOWN = 40  # characters of a bad attribute value quoted in an error
 
 # One parser for the process: building one per document costs more than parsing a small document.
@@ -335,6 +341,45 @@ def _play(element: etree._Element, src: _Source) -> Play:
     return _build(Play, element, src, media=media, **_attributes(element, src, ("loop",)))
 
 
+def _gather(element: etree._Element, src: _Source) -> Gather:
+    kind = src.value(element.get("input")).strip().lower()
+    if kind and set(kind.split()) != {"dtmf"}:
+        message = "speech recognition is not supported, only dtmf" if "speech" in kind else "must be dtmf"
+        raise src.error(f'<Gather> input="{_shown(kind)}": {message}', element)
+    _no_stray_text(element, src)
+    nested: list[Verb] = []
+    for child in _elements(element, src):
+        tag = str(child.tag)
+        if tag in _VERBS and tag not in GATHER_NESTED:
+            allowed = ", ".join(f"<{name}>" for name in sorted(GATHER_NESTED))
+            raise src.error(f"<{_name(child)}> cannot be nested in <Gather> (only {allowed})", child)
+        if (verb := _parse_verb(child, src)) is not None:
+            nested.append(verb)
+    attributes = _attributes(element, src, ("action", "method", "timeout", "numDigits"))
+    if element.get("finishOnKey") is not None:  # finishOnKey="" is meaningful: no key finishes
+        attributes["finishOnKey"] = src.value(element.get("finishOnKey")).strip()
+    return _build(Gather, element, src, verbs=tuple(nested), **attributes)
+
+
+def _record(element: etree._Element, src: _Source) -> Record:
+    _text(element, src, required=False)
+    names = (
+        "action",
+        "method",
+        "timeout",
+        "maxLength",
+        "playBeep",
+        "recordingStatusCallback",
+        "recordingStatusCallbackMethod",
+    )
+    attributes = _attributes(element, src, names)
+    if "recordingStatusCallbackMethod" in attributes:
+        attributes["recordingStatusCallbackMethod"] = attributes["recordingStatusCallbackMethod"].upper()
+    if element.get("finishOnKey") is not None:  # finishOnKey="" is meaningful: no key finishes
+        attributes["finishOnKey"] = src.value(element.get("finishOnKey")).strip()
+    return _build(Record, element, src, **attributes)
+
+
 def _number(element: etree._Element, src: _Source) -> DialNoun:
     return Number(number=_text(element, src))
 
@@ -354,6 +399,8 @@ _VERBS: Mapping[str, Callable[[etree._Element, _Source], Verb]] = {
     "Redirect": _redirect,
     "Reject": _reject,
     "Play": _play,
+    "Gather": _gather,
+    "Record": _record,
 }
 
 _NOUNS: Mapping[str, Callable[[etree._Element, _Source], DialNoun]] = {

@@ -7,6 +7,7 @@ finds the number and the connected Dial (:class:`~stasis_app.transfer.TransferSi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Coroutine, Mapping
@@ -59,6 +60,9 @@ class Requester(Protocol):
     async def fetch_voice(self, number: NumberConfig, params: Mapping[str, str]) -> Document:
         """A new call's first document: the number's Voice URL, or its Voice Fallback URL when that fails."""
 
+    async def notify(self, url: str, method: HttpMethod, params: Mapping[str, str], *, base: str | None = None) -> None:
+        """Request a status callback URL and ignore its answer; never raises (a failure is one log line)."""
+
 
 class SessionHost(Protocol):
     """What a session needs of the engine: Asterisk, the requester, and the identity maps it registers in."""
@@ -66,6 +70,9 @@ class SessionHost(Protocol):
     ari: AsteriskApi
     webhooks: Requester
     settings: Settings
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` in a task the host keeps (and reports if it fails), beyond this session's end."""
 
     def register(self, leg: CallLeg, session: CallSession) -> None: ...
 
@@ -289,11 +296,45 @@ class CallSession:
         if target is None:
             raise CallGone("play", self.leg.name, None, "no channel carries this leg's audio any more")
         with target.listen() as events:
-            await self.ari.play(target.id, media, playback_id)
-            while (finished := await events.next(PlaybackFinished)) is not None:
-                if finished.playback.id == playback_id:
-                    return True
+            try:
+                await self.ari.play(target.id, media, playback_id)
+                while (finished := await events.next(PlaybackFinished)) is not None:
+                    if finished.playback.id == playback_id:
+                        return True
+            except asyncio.CancelledError:
+                # Interrupted (a key press in a Gather): the caller must not go on hearing it.
+                with contextlib.suppress(AriError):
+                    await self.ari.stop_playback(playback_id)
+                raise
         return False
+
+    @property
+    def document_url(self) -> str:
+        return self.document_source
+
+    def notify(self, url: str, method: HttpMethod, extra: Mapping[str, str]) -> None:
+        params = self.params() | dict(extra)
+        base = self.document_source or None
+        self.host.spawn(self.host.webhooks.notify(url, method, params, base=base), f"callback-{self.leg.call_sid}")
+
+    async def start_recording(self, name: str, *, max_duration: int, max_silence: int, beep: bool) -> None:
+        target = self.leg.media_leg
+        if target is None or target.is_gone:
+            raise CallGone("record", self.leg.name, None, "no channel carries this leg's audio any more")
+        if target.bridge is not None:
+            await target.bridge.release(self.ari, target)  # Asterisk records no channel that is in a bridge
+        await self.ari.record(
+            target.id, name, format="wav", max_duration=max_duration, max_silence=max_silence, beep=beep
+        )
+
+    async def stop_recording(self, name: str) -> None:
+        await self.ari.stop_recording(name)
+
+    async def recording_kept(self, name: str) -> bool:
+        try:
+            return await self.ari.stored_recording(name) is not None
+        except AriError:
+            return False
 
     def connect(self, peer: CallLeg, bridge: Bridge, refer: tuple[str, HttpMethod] | None = None) -> Connection:
         if peer.virtual and (ready := peer.twin and peer.twin.media_ready) and not ready.done():

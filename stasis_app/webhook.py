@@ -171,6 +171,35 @@ class Webhooks:
         log.debug("%s %s -> %s (%d ms)", method, redact_url(target), status, _ms(started))
         return document
 
+    async def notify(self, url: str, method: HttpMethod, params: Mapping[str, str], *, base: str | None = None) -> None:
+        """Request a status callback URL (``recordingStatusCallback``) and ignore what it answers.
+
+        Meant to run in a task of its own: it never raises, a failure is one WARNING line, and it has the same
+        deadline and bounds as every other request. An ``app:`` URL has nobody to tell and is skipped."""
+        started = time.monotonic()
+        target = url
+        try:
+            target = resolve_url(url, base)
+            if target.startswith("app:"):
+                log.debug("status callback %s skipped: a local app cannot receive callbacks", target)
+                return
+            if not target.startswith(_HTTP):
+                raise WebhookError(target, "unsupported URL (need http:// or https://)")
+            webhooks = self._settings.webhooks
+            body = await request_body(
+                self._client,
+                target,
+                method,
+                params,
+                timeout=self._timeout,
+                max_bytes=webhooks.max_response_bytes,
+                auth_token=webhooks.auth_token,
+            )
+        except WebhookError as exc:
+            log.warning("status callback failed: %s", exc)
+            return
+        log.debug("%s %s -> %s (%d ms)", method, redact_url(target), body.status, _ms(started))
+
     async def fetch_voice(self, number: NumberConfig, params: Mapping[str, str]) -> Document:
         """The document a new call on ``number`` runs: its Voice URL, or its Voice Fallback URL when that fails.
 

@@ -26,7 +26,7 @@ def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str
 
 def test_check_examples(capsys: pytest.CaptureFixture[str]):
     status, out, err = check(capsys, "--config", str(EXAMPLES / "config.toml"))
-    assert (status, out, err) == (0, ["ok: 2 numbers, 3 local apps"], [])
+    assert (status, out, err) == (0, ["ok: 3 numbers, 5 local apps"], [])
 
 
 def test_check_broken_config_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

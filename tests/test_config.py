@@ -56,7 +56,7 @@ def test_example_config_loads():
 def test_example_apps_check_clean():
     settings = load_settings(EXAMPLES / "config.toml", {})
     assert check_settings(settings) == []
-    assert local_apps(settings) == ["dial-bob", "dial-carol", "refer"]
+    assert local_apps(settings) == ["dial-bob", "dial-carol", "ivr", "ivr-choice", "refer"]
 
 
 def test_environment_overrides_the_ari_table(tmp_path: Path):

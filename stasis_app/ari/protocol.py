@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, Protocol
 
-from models.ari import AriEvent, Bridge, Channel, TransferState
+from models.ari import AriEvent, Bridge, Channel, LiveRecording, StoredRecording, TransferState
 
 __all__ = ["AsteriskApi", "EventHandler", "HangupReason", "Transport", "TransportError"]
 
@@ -101,6 +101,29 @@ class AsteriskApi(Protocol):
 
     async def stop_playback(self, playback_id: str) -> None:
         """Stop a playback early."""
+
+    async def record(
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        format: str = "wav",
+        max_duration: int = 0,
+        max_silence: int = 0,
+        beep: bool = False,
+        terminate_on: str = "none",
+    ) -> LiveRecording:
+        """Record what the caller on a channel says into the stored recording ``name`` (never overwriting one);
+        ends with ``RecordingFinished`` (or ``RecordingFailed``). 0 means no limit."""
+
+    async def stop_recording(self, name: str) -> None:
+        """End a live recording now, keeping what it has (``RecordingFinished`` follows)."""
+
+    async def stored_recording(self, name: str) -> StoredRecording | None:
+        """A stored recording, or None if there is none by that name."""
+
+    async def delete_stored_recording(self, name: str) -> None:
+        """Delete a stored recording."""
 
     async def transfer_progress(self, channel_id: str, state: TransferState) -> None:
         """Tell the transferor's phone how its REFER is going (a NOTIFY with a sipfrag)."""

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from pydantic import TypeAdapter
 
-from models.ari import HANDLED_EVENT_TYPES, Bridge, Channel, TransferState
+from models.ari import HANDLED_EVENT_TYPES, Bridge, Channel, LiveRecording, StoredRecording, TransferState
 from stasis_app.ari.protocol import AsteriskApi, HangupReason, Transport, TransportError
 from stasis_app.errors import AriError, CallGone
 
@@ -147,6 +147,45 @@ class AriRest:
     async def stop_playback(self, playback_id: str) -> None:
         """Stop a playback early."""
         await self.request("DELETE", f"/playbacks/{_id(playback_id)}")
+
+    async def record(
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        format: str = "wav",
+        max_duration: int = 0,
+        max_silence: int = 0,
+        beep: bool = False,
+        terminate_on: str = "none",
+    ) -> LiveRecording:
+        """Record the caller on a channel into the stored recording ``name`` (``ifExists=fail``: never overwrite)."""
+        query = {
+            "name": name,
+            "format": format,
+            "maxDurationSeconds": str(max_duration),
+            "maxSilenceSeconds": str(max_silence),
+            "ifExists": "fail",
+            "beep": "true" if beep else "false",
+            "terminateOn": terminate_on,
+        }
+        content = await self.request("POST", f"/channels/{_id(channel_id)}/record", query)
+        return LiveRecording.model_validate_json(content)
+
+    async def stop_recording(self, name: str) -> None:
+        """End a live recording now, keeping what it has."""
+        await self.request("POST", f"/recordings/live/{_id(name)}/stop")
+
+    async def stored_recording(self, name: str) -> StoredRecording | None:
+        """A stored recording, or None if there is none by that name."""
+        try:
+            return StoredRecording.model_validate_json(await self.request("GET", f"/recordings/stored/{_id(name)}"))
+        except CallGone:  # 404: no such recording
+            return None
+
+    async def delete_stored_recording(self, name: str) -> None:
+        """Delete a stored recording."""
+        await self.request("DELETE", f"/recordings/stored/{_id(name)}")
 
     async def transfer_progress(self, channel_id: str, state: TransferState) -> None:
         """Tell the transferor's phone how its REFER is going (a NOTIFY with a sipfrag)."""

@@ -7,9 +7,11 @@ from typing import Any
 from models import rcml
 from stasis_app.context import VerbExecutor
 from stasis_app.verbs.dial import DialVerb
+from stasis_app.verbs.gather import GatherVerb
 from stasis_app.verbs.hangup import HangupVerb
 from stasis_app.verbs.pause import PauseVerb
 from stasis_app.verbs.play import PlayVerb
+from stasis_app.verbs.record import RecordVerb
 from stasis_app.verbs.redirect import RedirectVerb
 from stasis_app.verbs.reject import RejectVerb
 
@@ -22,4 +24,7 @@ EXECUTORS: dict[type[rcml.Verb], VerbExecutor[Any]] = {
     rcml.Play: PlayVerb(),
     rcml.Redirect: RedirectVerb(),
     rcml.Reject: RejectVerb(),
+    rcml.Record: RecordVerb(),
 }
+# <Gather> plays its nested verbs with the executors of this same table (Say nests once it is in it).
+EXECUTORS[rcml.Gather] = GatherVerb(EXECUTORS)

@@ -92,6 +92,7 @@ from tests.fake.model import (
     ReferSubscription,
     parse_caller_id,
 )
+from tests.fake.recording import RecordingRefused, Recordings
 from tests.fake.switch import Switch
 
 __all__ = ["FakeAsterisk", "Phone"]
@@ -128,6 +129,12 @@ class FakeAsterisk:
         self._closed = False
         self._failures: list[tuple[str, str, int]] = []  # (method, path prefix, status), answered in order
         self.api = AriRest(self, app)  # the typed REST calls, as the engine makes them
+        switch = self._switch
+        self.recordings = Recordings(
+            lambda type_, **fields: self._emit(switch.events.event(type_, **fields)),
+            lambda delay, fn, *args: switch.later(None, delay, fn, *args),
+        )
+        switch.on_hangup.append(self.recordings.hung_up)
 
     # -- event stream -------------------------------------------------------------------------------------
 
@@ -266,6 +273,12 @@ class FakeAsterisk:
         await asyncio.sleep(0)
         return status
 
+    async def phone_dtmf(self, channel_id: str, digits: str) -> None:
+        """The person on ``channel_id`` presses ``digits``, one ChannelDtmfReceived each."""
+        for digit in digits:
+            self._switch.dtmf(self._live(channel_id), digit)
+            await asyncio.sleep(0)
+
     def _live(self, channel_id: str) -> FakeChannel:
         try:
             return self._switch.channels[channel_id]
@@ -332,6 +345,37 @@ class FakeAsterisk:
                 return lambda _p: self._stop_playback(playback_id)
             case "PUT", ["applications", _app, "eventFilter"]:
                 return self._event_filter
+            case ("POST", ["channels", _, "record"]) | (_, ["recordings", *_]):
+                return self._recording_route(method, parts)
+        return None
+
+    def _recording_route(self, method: str, parts: list[str]) -> Callable[[dict[str, Any]], Awaitable[Any]] | None:
+        recordings = self.recordings
+
+        async def answer(fn: Callable[[], Any]) -> Any:
+            try:
+                result = fn()
+            except RecordingRefused as refused:
+                raise _Refused(refused.status, refused.message) from None
+            await asyncio.sleep(0)
+            return result
+
+        def live(name: str) -> str:
+            if name not in recordings.live:
+                raise _Refused(404, "Recording not found")
+            return name
+
+        match method, parts:
+            case "POST", ["channels", channel_id, "record"]:
+                return lambda p: answer(lambda: recordings.start(self._channel(channel_id, stasis=True), p))
+            case "POST", ["recordings", "live", name, "stop"]:
+                return lambda _p: answer(lambda: recordings.finish(live(name)))
+            case "DELETE", ["recordings", "live", name]:
+                return lambda _p: answer(lambda: recordings.cancel(live(name)))
+            case "GET", ["recordings", "stored", name] if name in recordings.stored:
+                return lambda _p: answer(lambda: {"name": name, "format": recordings.stored[name].format})
+            case "DELETE", ["recordings", "stored", name] if name in recordings.stored:
+                return lambda _p: answer(lambda: recordings.stored.pop(name) and None)
         return None
 
     async def _list_channels(self, _params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -516,6 +560,7 @@ class FakeAsterisk:
         left = [f"channel {ch.name} ({cid}, {ch.state})" for cid, ch in self._switch.channels.items()]
         left += [f"bridge {bid} with {br.channels}" for bid, br in self._switch.bridges.items()]
         left += [f"playback {pid} of {pb.media}" for pid, pb in self._switch.playbacks.items()]
+        left += [f"recording {name}" for name in self.recordings.live]
         if left:
             raise AssertionError("left behind: " + "; ".join(left))
 

@@ -97,6 +97,10 @@ class EventBuilder:
             "application": self.app,
         }
 
+    def event(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """Any event of this application, with the common fields."""
+        return self._event(type_, **fields)
+
     def stasis_start(self, ch: FakeChannel, args: list[str]) -> dict[str, Any]:
         return self._event("StasisStart", args=list(args), channel=channel_json(ch))
 

@@ -49,6 +49,8 @@ class Switch:
         self.stray_transfer_progress: list[tuple[str, TransferState]] = []
         self.timers: set[asyncio.TimerHandle] = set()
         self.errors: list[BaseException] = []
+        # Told of a hangup after its request, before StasisEnd (a live recording ends and is kept there).
+        self.on_hangup: list[Callable[[FakeChannel], None]] = []
         self._uid = itertools.count(3)
         self._sip_index = itertools.count(3)
         self._local_index = itertools.count(1)
@@ -298,6 +300,8 @@ class Switch:
         ch.timers.clear()
         for pb in [p for p in self.playbacks.values() if p.channel_id == ch.id]:
             self.finish_playback(pb)
+        for hook in self.on_hangup:
+            hook(ch)
         if ch.bridge_id is not None:
             self.leave(self.bridges[ch.bridge_id], ch)
         if ch.in_stasis:
@@ -370,6 +374,10 @@ class Switch:
         self._cancel(pb.timer)
         pb.state = "done"  # Asterisk reports stopped, cancelled and complete playbacks all as "done"
         self._emit(self.events.playback_finished(pb))
+
+    def dtmf(self, ch: FakeChannel, digit: str) -> None:
+        """The phone on ``ch`` sends one key (RFC 4733): ChannelDtmfReceived, as ``dtmf_mode=rfc4733`` gives."""
+        self._emit(self.events.event("ChannelDtmfReceived", digit=digit, duration_ms=100, channel=channel_json(ch)))
 
     # -- REFER --------------------------------------------------------------------------------------------
 
