@@ -7,14 +7,13 @@ finds the number and the connected Dial (:class:`~stasis_app.transfer.TransferSi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Coroutine, Mapping
 from enum import Enum
 from typing import Any, Protocol
 
-from models.ari import Channel, PlaybackFinished
+from models.ari import Channel
 from models.config import NumberConfig, Settings
 from models.rcml import Document, HttpMethod, Verb
 from stasis_app.ari.protocol import AsteriskApi, HangupReason
@@ -23,6 +22,7 @@ from stasis_app.context import Needs
 from stasis_app.errors import AriError, CallGone, MarkupError, StasisRcmlError, WebhookError
 from stasis_app.legs import CallLeg, LegRole, LegState, Party, end_virtual, hang_up, virtual_pair
 from stasis_app.logs import CALL_SID
+from stasis_app.media import CallMedia
 from stasis_app.outcomes import DialWatcher, Handover, HangupCall, Next, Outcome, Replace
 from stasis_app.transfer import Connection
 from stasis_app.verbs import EXECUTORS
@@ -90,7 +90,7 @@ class SessionState(Enum):
     ENDED = "ended"
 
 
-class CallSession:
+class CallSession(CallMedia):
     """Runs RCML on ``leg``. A Dial's legs and the bridge belong to the session until it ends or hands them on."""
 
     def __init__(
@@ -176,47 +176,6 @@ class CallSession:
         params = self.params() | dict(extra or {})
         return await self.host.webhooks.fetch(url, method, params, base=self.document_source or None)
 
-    async def answer(self) -> None:
-        leg = self.leg
-        if leg.state is not LegState.INBOUND:
-            return
-        if not leg.virtual:
-            await self.ari.answer(leg.id)
-            leg.set_state(LegState.UP, "answered by the app")
-            return
-        # One of our numbers run in-process: its answer is the answer of the Dial that rang it, and media can
-        # flow once that Dial has connected the caller.
-        leg.set_state(LegState.UP, "answered by its app")
-        if leg.twin is not None:
-            leg.twin.set_state(LegState.UP, "its number's app answered")
-        if leg.media_ready is not None:
-            waits: set[asyncio.Future[Any]] = {leg.media_ready, leg.ended}
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if leg.is_gone:
-            raise CallGone("answer", leg.name, None, "the calling party hung up")
-
-    async def ring(self) -> None:
-        media = self.leg.media_leg
-        try:
-            if self.leg.is_up and media is not None:
-                # An answered call hears no 180: play the ring tone in-band instead.
-                self._ringback = uuid.uuid4().hex
-                await self.ari.play(media.id, "tone:ring", self._ringback)
-            elif not self.leg.virtual:
-                await self.ari.ring(self.leg.id)
-            # else: the Dial that rang this number already lets its caller hear ringing
-        except AriError as exc:  # no ringback is no reason to fail the Dial
-            log.debug("no ringback for %s: %s", self.leg.name, exc)
-            self._ringback = None
-
-    async def stop_ringing(self) -> None:
-        if self._ringback is not None:
-            playback, self._ringback = self._ringback, None
-            try:
-                await self.ari.stop_playback(playback)
-            except AriError:
-                pass
-
     def new_leg(self, endpoint: str, party: Party) -> CallLeg:
         leg = CallLeg(Channel(id=uuid.uuid4().hex, name=endpoint), LegRole.DIALED, party, state=LegState.CALLING)
         for gone in [leg_id for leg_id, old in self.dial_legs.items() if old.is_gone]:
@@ -287,27 +246,6 @@ class CallSession:
             return  # its audio is already in the bridge: the caller whose Dial rang it, or that call's callee
         await (await self.bridge()).join(self.ari, leg)
 
-    def has_media(self) -> bool:
-        return self.leg.media_leg is not None
-
-    async def play(self, media: str) -> bool:
-        playback_id = uuid.uuid4().hex
-        target = self.leg.media_leg
-        if target is None:
-            raise CallGone("play", self.leg.name, None, "no channel carries this leg's audio any more")
-        with target.listen() as events:
-            try:
-                await self.ari.play(target.id, media, playback_id)
-                while (finished := await events.next(PlaybackFinished)) is not None:
-                    if finished.playback.id == playback_id:
-                        return True
-            except asyncio.CancelledError:
-                # Interrupted (a key press in a Gather): the caller must not go on hearing it.
-                with contextlib.suppress(AriError):
-                    await self.ari.stop_playback(playback_id)
-                raise
-        return False
-
     @property
     def document_url(self) -> str:
         return self.document_source
@@ -316,25 +254,6 @@ class CallSession:
         params = self.params() | dict(extra)
         base = self.document_source or None
         self.host.spawn(self.host.webhooks.notify(url, method, params, base=base), f"callback-{self.leg.call_sid}")
-
-    async def start_recording(self, name: str, *, max_duration: int, max_silence: int, beep: bool) -> None:
-        target = self.leg.media_leg
-        if target is None or target.is_gone:
-            raise CallGone("record", self.leg.name, None, "no channel carries this leg's audio any more")
-        if target.bridge is not None:
-            await target.bridge.release(self.ari, target)  # Asterisk records no channel that is in a bridge
-        await self.ari.record(
-            target.id, name, format="wav", max_duration=max_duration, max_silence=max_silence, beep=beep
-        )
-
-    async def stop_recording(self, name: str) -> None:
-        await self.ari.stop_recording(name)
-
-    async def recording_kept(self, name: str) -> bool:
-        try:
-            return await self.ari.stored_recording(name) is not None
-        except AriError:
-            return False
 
     def connect(self, peer: CallLeg, bridge: Bridge, refer: tuple[str, HttpMethod] | None = None) -> Connection:
         if peer.virtual and (ready := peer.twin and peer.twin.media_ready) and not ready.done():
