@@ -164,6 +164,9 @@ class NumberConfig(_Config):
     # Requested when the Voice URL fails (no document, or invalid RCML), with ErrorCode and ErrorUrl added.
     voice_fallback_url: str | None = None
     voice_fallback_method: HttpMethod = "POST"
+    # Restcomm's StatusCallback: requested (fire-and-forget) when a call to this number has ended.
+    status_callback: str | None = None
+    status_callback_method: HttpMethod = "POST"
 
     @field_validator("number", mode="before")
     @classmethod
@@ -171,7 +174,7 @@ class NumberConfig(_Config):
         # TOML users write `number = 1001`; a number is an identifier, not arithmetic.
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
-    @field_validator("voice_method", "refer_method", "voice_fallback_method", mode="before")
+    @field_validator("voice_method", "refer_method", "voice_fallback_method", "status_callback_method", mode="before")
     @classmethod
     def _method_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value

@@ -25,6 +25,7 @@ __all__ = [
     "Redirect",
     "Reject",
     "Sip",
+    "StatusCallback",
     "Verb",
 ]
 
@@ -35,11 +36,21 @@ class _Rcml(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
 
+class StatusCallback(_Rcml):
+    """A Dial noun's ``statusCallback``: where the dialed call's progress is told (Twilio's names)."""
+
+    url: str
+    method: HttpMethod = "POST"
+    # Which of initiated, ringing, answered, completed are told (Twilio's default: completed).
+    events: frozenset[str] = frozenset({"completed"})
+
+
 class Number(_Rcml):
     """``<Number>1002</Number>``: a phone number; one of ours runs that number's Voice app."""
 
     kind: Literal["number"] = "number"
     number: str
+    status_callback: StatusCallback | None = None
 
 
 class Client(_Rcml):
@@ -47,6 +58,7 @@ class Client(_Rcml):
 
     kind: Literal["client"] = "client"
     name: str
+    status_callback: StatusCallback | None = None
 
 
 class Sip(_Rcml):
@@ -54,6 +66,7 @@ class Sip(_Rcml):
 
     kind: Literal["sip"] = "sip"
     uri: str
+    status_callback: StatusCallback | None = None
 
 
 DialNoun = Number | Client | Sip

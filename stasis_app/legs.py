@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -156,6 +156,7 @@ class CallLeg:
         self.media: CallLeg | None = None
         self.media_ready: asyncio.Future[None] | None = None
         self._listeners: list[LegEvents] = []
+        self.on_change: list[Callable[[CallLeg], None]] = []  # told after each state change (status callbacks)
         loop = asyncio.get_running_loop()
         self.up: asyncio.Future[None] = loop.create_future()
         self.ended: asyncio.Future[int] = loop.create_future()
@@ -210,6 +211,8 @@ class CallLeg:
             if not self.up.done():
                 # Nobody waits for an answer that can no longer come; cancel quietly.
                 self.up.cancel()
+        for tell in self.on_change:
+            tell(self)
 
     @contextlib.contextmanager
     def listen(self) -> Iterator[LegEvents]:

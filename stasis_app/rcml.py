@@ -42,6 +42,7 @@ from models.rcml import (
     Document,
     Gather,
     Hangup,
+    HttpMethod,
     Number,
     Pause,
     Play,
@@ -49,6 +50,7 @@ from models.rcml import (
     Redirect,
     Reject,
     Sip,
+    StatusCallback,
     Verb,
 )
 from stasis_app.errors import MarkupError
@@ -380,16 +382,34 @@ def _record(element: etree._Element, src: _Source) -> Record:
     return _build(Record, element, src, **attributes)
 
 
+_CALL_EVENTS = frozenset({"initiated", "ringing", "answered", "completed"})
+
+
+def _status_callback(element: etree._Element, src: _Source) -> StatusCallback | None:
+    """A noun's ``statusCallback`` / ``statusCallbackMethod`` / ``statusCallbackEvent`` (Twilio's)."""
+    values = _attributes(element, src, ("statusCallback", "statusCallbackMethod", "statusCallbackEvent"))
+    if "statusCallback" not in values:
+        return None
+    method = values.get("statusCallbackMethod", "POST").upper()
+    if method not in ("GET", "POST"):
+        raise src.error(f'<{_name(element)}> statusCallbackMethod="{_shown(method)}": must be GET or POST', element)
+    events = frozenset(values.get("statusCallbackEvent", "completed").replace(",", " ").split())
+    if not events or not events <= _CALL_EVENTS:
+        known = " ".join(sorted(_CALL_EVENTS))
+        raise src.error(f"<{_name(element)}> statusCallbackEvent: each of {known}", element)
+    return StatusCallback(url=values["statusCallback"], method=cast("HttpMethod", method), events=events)
+
+
 def _number(element: etree._Element, src: _Source) -> DialNoun:
-    return Number(number=_text(element, src))
+    return Number(number=_text(element, src), status_callback=_status_callback(element, src))
 
 
 def _client(element: etree._Element, src: _Source) -> DialNoun:
-    return Client(name=_text(element, src))
+    return Client(name=_text(element, src), status_callback=_status_callback(element, src))
 
 
 def _sip(element: etree._Element, src: _Source) -> DialNoun:
-    return Sip(uri=_text(element, src))
+    return Sip(uri=_text(element, src), status_callback=_status_callback(element, src))
 
 
 _VERBS: Mapping[str, Callable[[etree._Element, _Source], Verb]] = {

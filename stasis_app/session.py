@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Coroutine, Mapping
 from enum import Enum
@@ -363,6 +364,17 @@ class CallSession(CallMedia):
                 await asyncio.gather(task, return_exceptions=True)
             self._interrupt = None
 
+    def _call_ended(self) -> None:
+        """The number's StatusCallback, for a call that came to it (not a leg a transfer took over)."""
+        url = self._number.status_callback
+        if url is None or self.leg.role is not LegRole.INBOUND:
+            return
+        answered = self.leg.answered_at
+        duration = round(time.monotonic() - answered) if answered is not None else 0
+        params = self.params() | {"CallDuration": str(duration)}
+        coro = self.host.webhooks.notify(url, self._number.status_callback_method, params)
+        self.host.spawn(coro, f"status-{self.leg.call_sid}")
+
     async def _finish(self, outcome: Outcome) -> None:
         self.set_state(SessionState.ENDING, type(outcome).__name__)
         try:
@@ -377,6 +389,7 @@ class CallSession(CallMedia):
             jobs = [self.hang_up(leg) for leg in self.dial_legs.values()]
             jobs.append(self.hang_up(self.leg, reason))
             await asyncio.gather(*jobs)
+            self._call_ended()
             if self.own_bridge is not None and self.own_bridge.owner is self:
                 await self.own_bridge.destroy(self.ari)
         finally:

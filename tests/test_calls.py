@@ -350,3 +350,73 @@ async def test_x_headers_of_a_sip_uri_are_set_on_the_outgoing_call(rig):
     assert originate["endpoint"] == "PJSIP/trunk/sip:bob@example.com"
     assert originate["variables"] == {"PJSIP_HEADER(add,X-Account)": "42", "PJSIP_HEADER(add,X-Team)": "blue"}
     rig.fake.assert_nothing_leaked()
+
+
+async def test_dial_noun_status_callbacks_tell_each_event_as_twilio_does(rig):
+    events = "initiated ringing answered completed"
+    rig.web.xml(
+        "/1001.xml",
+        f'<Response><Dial><Client statusCallback="/progress" statusCallbackEvent="{events}">bob</Client>'
+        '<Client statusCallback="/progress-carol" statusCallbackMethod="get">carol</Client></Dial></Response>',
+    )
+    rig.web.xml("/progress", "")
+    rig.web.xml("/progress-carol", "")
+    rig.fake.phone("PJSIP/bob", answer_after=0.05)
+    rig.fake.phone("PJSIP/carol", answer_after=None)
+
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: rig.fake.bridged_with(alice))
+    await rig.fake.phone_hangup(alice)
+    await rig.idle()
+    await rig.until(lambda: len(rig.web.calls("/progress")) == 4 and rig.web.calls("/progress-carol"))
+
+    bob = rig.web.calls("/progress")
+    (voice,) = rig.web.calls("/1001.xml")
+    assert [p["CallStatus"] for p in bob] == ["initiated", "ringing", "in-progress", "completed"]
+    assert [p["SequenceNumber"] for p in bob] == ["0", "1", "2", "3"]
+    assert {p["ParentCallSid"] for p in bob} == {voice["CallSid"]}
+    assert len({p["CallSid"] for p in bob}) == 1
+    assert bob[0]["CallSid"] != voice["CallSid"]
+    assert (bob[0]["To"], bob[0]["Direction"], bob[0]["CallbackSource"]) == (
+        "bob",
+        "outbound-dial",
+        "call-progress-events",
+    )
+    assert "CallDuration" in bob[3]
+    # Carol lost the race: only "completed" (the default event), as canceled, with GET.
+    (carol,) = rig.web.calls("/progress-carol")
+    assert carol["CallStatus"] == "canceled"
+    assert [m for m, path, _p in rig.web.requests if path == "/progress-carol"] == ["GET"]
+    rig.fake.assert_nothing_leaked()
+
+
+async def test_a_failing_status_callback_never_touches_the_call(rig):
+    rig.web.xml("/1001.xml", '<Response><Dial><Client statusCallback="/gone">bob</Client></Dial></Response>')
+    rig.web.hang("/gone")
+    rig.fake.phone("PJSIP/bob", answer_after=0.01)
+
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: rig.fake.bridged_with(alice))
+    await rig.fake.phone_hangup(alice)
+    await rig.idle()
+    rig.fake.assert_nothing_leaked()
+
+
+async def test_the_numbers_status_callback_is_told_when_its_call_ends(tmp_path):
+    number = NumberConfig(number="1001", voice_url=f"{WEB}/1001.xml", status_callback=f"{WEB}/ended")
+    async with Rig(tmp_path, numbers=(number,)) as rig:
+        rig.web.xml("/1001.xml", "<Response><Dial><Client>bob</Client></Dial></Response>")
+        rig.web.xml("/ended", "")
+        rig.fake.phone("PJSIP/bob", answer_after=0.01)
+
+        alice = await rig.call("alice", "1001")
+        await rig.until(lambda: rig.fake.bridged_with(alice))
+        await rig.fake.phone_hangup(alice)
+        await rig.idle()
+        await rig.until(lambda: rig.web.calls("/ended"))
+
+        (ended,) = rig.web.calls("/ended")
+        assert ended["CallSid"] == rig.web.calls("/1001.xml")[0]["CallSid"]
+        assert ended["CallStatus"] == "completed"
+        assert "CallDuration" in ended
+        rig.fake.assert_nothing_leaked()

@@ -18,6 +18,7 @@ from stasis_app.errors import CallGone, MarkupError, WebhookError
 from stasis_app.legs import CallLeg, LegRole, Party
 from stasis_app.outcomes import DialWatcher, HangupCall, Next, Outcome, Replace
 from stasis_app.routing import UnsafeTarget, dial_string, noun_label, our_number, sip_headers
+from stasis_app.verbs.progress import CallProgress
 
 __all__ = ["DialResult", "DialVerb", "dial_status_for"]
 
@@ -141,6 +142,8 @@ class _DialAttempt:
                 continue
             leg = call.new_leg(endpoint, party)
             self.legs.append(leg)
+            if noun.status_callback is not None:
+                CallProgress(call, leg, noun.status_callback).initiated()  # the INVITE goes out now
             # PJSIP adds each as a header of the INVITE (checked: X- only, printable values).
             variables = {f"PJSIP_HEADER(add,{name})": value for name, value in headers.items()} or None
             jobs.append(call.originate(leg, endpoint, shown, self.verb.timeout + _ORIGINATE_GRACE_S, variables))
