@@ -22,6 +22,7 @@ __all__ = [
     "Play",
     "Redirect",
     "Reject",
+    "Say",
     "Sip",
     "Verb",
 ]
@@ -93,14 +94,26 @@ class Reject(_Rcml):
 
 
 class Play(_Rcml):
-    """``<Play loop="1">sound:hello-world</Play>``: Asterisk media (``sound:``, ``tone:``, ``recording:``...)."""
+    """``<Play loop="1">sound:hello-world</Play>``: Asterisk media (``sound:``, ``tone:``, ``recording:``...), an
+    ``http(s)://`` URL, or a URL relative to the document; ``digits`` sends DTMF first (``w``: half a second)."""
 
     verb: Literal["Play"] = "Play"
-    media: str
+    media: str = ""  # empty only with digits
+    loop: int = Field(default=1, ge=0, le=1000)
+    digits: str | None = Field(default=None, pattern=r"^[0-9*#A-DwW]{1,100}$")
+
+
+class Say(_Rcml):
+    """``<Say voice="woman" language="en-US" loop="1">text</Say>``: text to speech, played to the caller."""
+
+    verb: Literal["Say"] = "Say"
+    text: str = Field(default="", max_length=4096)  # Twilio's limit
+    voice: str = Field(default="man", max_length=64)
+    language: str = Field(default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,2}$")
     loop: int = Field(default=1, ge=0, le=1000)
 
 
-Verb = Dial | Hangup | Pause | Redirect | Reject | Play
+Verb = Dial | Hangup | Pause | Redirect | Reject | Play | Say
 
 
 class Document(_Rcml):

@@ -3,13 +3,14 @@
 The parser follows Restcomm/Twilio spelling and semantics:
 
 * Verbs: ``Dial`` (nouns ``Number``, ``Client``, ``Sip``; plain text is a Number, as in
-  ``<Dial>1002</Dial>``), ``Hangup``, ``Pause``, ``Redirect``, ``Reject``, ``Play``.
-* An unknown verb or noun (``Say``, ``Gather``, ``Conference``...) is an error naming it and its line,
+  ``<Dial>1002</Dial>``), ``Hangup``, ``Pause``, ``Redirect``, ``Reject``, ``Play``, ``Say``.
+* An unknown verb or noun (``Gather``, ``Conference``...) is an error naming it and its line,
   as Restcomm does. Unknown *attributes* are ignored, as Twilio does, so documents written for Twilio
   keep working. A known attribute with a bad value (``timeout="abc"``, ``method="PUT"``) is an error.
-* ``Play`` text without a URI scheme (``hello-world``) is an Asterisk sound name and becomes
-  ``sound:hello-world``; anything with a scheme (``sound:``, ``tone:``, ``recording:``, ``http(s)://``)
-  is passed to Asterisk as written.
+* ``Play`` text without a URI scheme (``hello-world``, ``digits/1``) is an Asterisk sound name and becomes
+  ``sound:hello-world``, unless it reads as a relative URL (it starts with ``/``, ``./`` or ``../``, or ends
+  in an audio file extension such as ``.wav``): that is kept as written and resolved against the document's
+  URL when played. Anything with a scheme (``sound:``, ``tone:``, ``recording:``, ``http(s)://``) is kept.
 * Relative URLs (``Dial action``, ``Redirect``) are kept as written: :mod:`stasis_app.webhook`
   resolves them against the URL of the document that contained them.
 * No DTD is ever loaded and no entity is expanded (XXE, "billion laughs"): a document with a
@@ -45,6 +46,7 @@ from models.rcml import (
     Play,
     Redirect,
     Reject,
+    Say,
     Sip,
     Verb,
 )
@@ -82,6 +84,8 @@ _XML_DECLARATION = re.compile(r"\A\ufeff?\s*<\?xml\s[^>]*\?>")
 _PLACEHOLDER = re.compile(r"\$core_([A-Za-z0-9_]+)")
 _LXML_POSITION = re.compile(r"\s*, line \d+, column (\d+)$")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+# A Play text that is a relative URL rather than an Asterisk sound name (sound names have no extension).
+_RELATIVE_MEDIA = re.compile(r"^\.{0,2}/|\.(wav|mp3|gsm|ulaw|alaw|ul|al|sln\d*|g722|g729|wav16)([?#].*)?$", re.I)
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -297,10 +301,17 @@ def _reject(element: etree._Element, src: _Source) -> Reject:
 
 
 def _play(element: etree._Element, src: _Source) -> Play:
-    media = _text(element, src)
-    if not _URI_SCHEME.match(media):
+    attributes = _attributes(element, src, ("loop", "digits"))
+    media = _text(element, src, required="digits" not in attributes)  # <Play digits="1234"/> plays no media
+    if media and not _URI_SCHEME.match(media) and not _RELATIVE_MEDIA.search(media):
         media = f"sound:{media}"
-    return _build(Play, element, src, media=media, **_attributes(element, src, ("loop",)))
+    return _build(Play, element, src, media=media, **attributes)
+
+
+def _say(element: etree._Element, src: _Source) -> Say:
+    # Whitespace inside the text is the speaker's business; an empty <Say/> says nothing, as Twilio's does.
+    text = " ".join(_text(element, src, required=False).split())
+    return _build(Say, element, src, text=text, **_attributes(element, src, ("voice", "language", "loop")))
 
 
 def _number(element: etree._Element, src: _Source) -> DialNoun:
@@ -322,6 +333,7 @@ _VERBS: Mapping[str, Callable[[etree._Element, _Source], Verb]] = {
     "Redirect": _redirect,
     "Reject": _reject,
     "Play": _play,
+    "Say": _say,
 }
 
 _NOUNS: Mapping[str, Callable[[etree._Element, _Source], DialNoun]] = {

@@ -160,7 +160,7 @@ def test_check_reports_missing_and_invalid_apps(tmp_path: Path):
         tmp_path,
         {
             "first": '<Response><Dial action="app:gone">1</Dial><Redirect>second.xml</Redirect></Response>',
-            "second": "<Response>\n<Say>hi</Say></Response>",
+            "second": "<Response>\n<Speak>hi</Speak></Response>",
             "orphan": "<Response><Hangup>",
         },
         '[[numbers]]\nnumber = "1"\nvoice_url = "app:first"\nrefer_url = "app:missing"\n',
@@ -170,7 +170,7 @@ def test_check_reports_missing_and_invalid_apps(tmp_path: Path):
         [
             f"numbers[0].refer_url: app:missing: no such app file {apps}/missing.xml",
             f"{apps}/first.xml: app:gone: no such app file {apps}/gone.xml",
-            f"invalid RCML from {apps}/second.xml, line 2: unsupported verb <Say>",
+            f"invalid RCML from {apps}/second.xml, line 2: unsupported verb <Speak>",
             f"invalid RCML from {apps}/orphan.xml, line 1: not well-formed XML: "
             "Premature end of data in tag Hangup line 1 (column 19)",
         ]

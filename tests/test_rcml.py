@@ -122,7 +122,7 @@ def test_bytes_with_an_encoding_declaration():
 @pytest.mark.parametrize(
     ("text", "line", "reason"),
     [
-        ("<Response>\n<Pause/>\n<Say>hi</Say>\n</Response>", 3, "unsupported verb <Say>"),
+        ("<Response>\n<Pause/>\n<Speak>hi</Speak>\n</Response>", 3, "unsupported verb <Speak>"),
         ("<Response>\n<Gather/></Response>", 2, "unsupported verb <Gather>"),
         ("<Response>\n<Dial>\n<Conference>room</Conference></Dial></Response>", 3, "unsupported noun"),
         ('<Response>\n\n<Dial timeout="abc">1</Dial></Response>', 3, '<Dial> timeout="abc"'),

@@ -213,10 +213,10 @@ async def test_missing_app_file(webhooks: Webhooks, apps: Path):
 
 
 async def test_invalid_app_names_the_app(webhooks: Webhooks, apps: Path):
-    (apps / "bad.xml").write_text("<Response>\n<Say>hi</Say>\n</Response>")
+    (apps / "bad.xml").write_text("<Response>\n<Speak>hi</Speak>\n</Response>")
     with pytest.raises(MarkupError) as caught:
         await webhooks.fetch("app:bad", "POST", {})
-    assert str(caught.value) == "invalid RCML from app:bad, line 2: unsupported verb <Say>"
+    assert str(caught.value) == "invalid RCML from app:bad, line 2: unsupported verb <Speak>"
 
 
 def test_resolve_url_keeps_absolute_urls():

@@ -66,7 +66,7 @@ async def test_failed_fetch_goes_to_the_fallback_with_error_code_11200(tmp_path:
 
 
 async def test_invalid_rcml_goes_to_the_fallback_with_error_code_12100(tmp_path: Path):
-    app = App({"/voice": "<Response><Say>hi</Say></Response>", "/fallback": FALLBACK})
+    app = App({"/voice": "<Response><Speak>hi</Speak></Response>", "/fallback": FALLBACK})
     await voice(tmp_path, app, number(voice_fallback_url="http://app.test/fallback", voice_fallback_method="get"))
     assert app.requests[1].method == "GET"
     assert app.form(1)["ErrorCode"] == "12100"
