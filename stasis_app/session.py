@@ -13,7 +13,7 @@ from collections.abc import Coroutine, Mapping
 from enum import Enum
 from typing import Any, Protocol
 
-from models.ari import Channel, PlaybackFinished
+from models.ari import Channel
 from models.config import NumberConfig, Settings
 from models.rcml import Document, HttpMethod, Verb
 from stasis_app.ari.protocol import AsteriskApi, HangupReason
@@ -22,6 +22,7 @@ from stasis_app.context import Needs
 from stasis_app.errors import AriError, CallGone, MarkupError, StasisRcmlError, WebhookError
 from stasis_app.legs import CallLeg, LegRole, LegState, Party, hang_up, virtual_pair
 from stasis_app.logs import CALL_SID
+from stasis_app.media import MediaService, Played, dtmf_seconds, play_to
 from stasis_app.outcomes import DialWatcher, Handover, HangupCall, Next, Outcome, Replace
 from stasis_app.transfer import Connection
 from stasis_app.verbs import EXECUTORS
@@ -62,6 +63,7 @@ class SessionHost(Protocol):
     ari: AsteriskApi
     webhooks: Requester
     settings: Settings
+    media: MediaService
 
     def register(self, leg: CallLeg, session: CallSession) -> None: ...
 
@@ -157,6 +159,14 @@ class CallSession:
     @property
     def ari(self) -> AsteriskApi:
         return self.host.ari
+
+    @property
+    def document_url(self) -> str:
+        return self.document_source
+
+    @property
+    def media(self) -> MediaService:
+        return self.host.media
 
     async def fetch(self, url: str, method: HttpMethod, extra: Mapping[str, str] | None = None) -> Document:
         if self.documents >= MAX_DOCUMENTS:
@@ -265,16 +275,20 @@ class CallSession:
         return self.leg.media_leg is not None
 
     async def play(self, media: str) -> bool:
-        playback_id = uuid.uuid4().hex
+        return await self.play_media(media) is not Played.CALLER_GONE
+
+    async def play_media(self, media: str) -> Played:
         target = self.leg.media_leg
         if target is None:
             raise CallGone("play", self.leg.name, None, "no channel carries this leg's audio any more")
-        with target.listen() as events:
-            await self.ari.play(target.id, media, playback_id)
-            while (finished := await events.next(PlaybackFinished)) is not None:
-                if finished.playback.id == playback_id:
-                    return True
-        return False
+        return await play_to(self.ari, target, media, uuid.uuid4().hex)
+
+    async def send_digits(self, digits: str) -> None:
+        target = self.leg.media_leg
+        if target is None:
+            raise CallGone("dtmf", self.leg.name, None, "no channel carries this leg's audio any more")
+        await self.ari.send_dtmf(target.id, digits)
+        await asyncio.wait({target.ended}, timeout=dtmf_seconds(digits))  # Asterisk sends them meanwhile
 
     def connect(self, peer: CallLeg, bridge: Bridge) -> Connection:
         if peer.virtual and (ready := peer.twin and peer.twin.media_ready) and not ready.done():

@@ -12,6 +12,7 @@ from stasis_app.verbs.pause import PauseVerb
 from stasis_app.verbs.play import PlayVerb
 from stasis_app.verbs.redirect import RedirectVerb
 from stasis_app.verbs.reject import RejectVerb
+from stasis_app.verbs.say import SayVerb
 
 __all__ = ["EXECUTORS"]
 
@@ -22,4 +23,5 @@ EXECUTORS: dict[type[rcml.Verb], VerbExecutor[Any]] = {
     rcml.Play: PlayVerb(),
     rcml.Redirect: RedirectVerb(),
     rcml.Reject: RejectVerb(),
+    rcml.Say: SayVerb(),
 }
