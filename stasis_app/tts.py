@@ -107,6 +107,10 @@ class EspeakEngine:
         primary = tag.split("-")[0]
         candidates = (_LANGUAGE_ALIASES.get(tag), tag, _LANGUAGE_ALIASES.get(primary), primary)
         chosen = next((name for name in candidates if name and name in self._languages), None)
+        if chosen is None:  # espeak-ng has only regional ones for some languages ("fr" is "fr-fr", "fr-be"...)
+            regional = sorted(name for name in self._languages if name.startswith(f"{primary}-"))
+            home = f"{primary}-{primary}"  # the language of its home country first: fr-fr, not fr-be
+            chosen = home if home in regional else (regional[0] if regional else None)
         if chosen is None:
             log.warning('<Say> language="%s": espeak-ng has no such language; speaking American English', language)
             chosen = "en-us"
