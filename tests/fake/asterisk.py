@@ -83,7 +83,7 @@ from urllib.parse import unquote
 from models.ari import AriEvent, Bridge, Channel, TransferState, parse_event
 from stasis_app.ari.protocol import EventHandler, Transport, TransportError
 from stasis_app.ari.rest import AriRest
-from tests.fake.events import bridge_json, channel_json
+from tests.fake.events import bridge_json, channel_json, playback_json
 from tests.fake.media import MediaCache
 from tests.fake.model import (
     HANGUP_REASON_CAUSE,
@@ -283,6 +283,8 @@ class FakeAsterisk:
             return 204, b""
         if isinstance(result, bytes):  # a file (a stored recording), sent as is
             return 200, result
+        if method == "POST" and path.rsplit("/", 2)[-2] == "play":
+            return 201, json.dumps(result).encode()  # Asterisk: 201 Created, the playback
         return 200, json.dumps(result).encode()
 
     async def aclose(self) -> None:
@@ -303,7 +305,7 @@ class FakeAsterisk:
             case "POST", ["channels", channel_id, "ring"]:
                 return lambda _p: self._ring(channel_id)
             case "POST", ["channels", channel_id, "play", playback_id]:
-                return lambda p: self._play(channel_id, p.get("media", ""), playback_id)
+                return lambda p: self._play(channel_id, p.get("media", ""), playback_id)  # 201, as Asterisk
             case "POST", ["channels", channel_id, "transfer_progress"]:
                 return lambda p: self._transfer_progress(channel_id, p.get("states", ""))
             case "POST", ["bridges", bridge_id]:
@@ -425,18 +427,19 @@ class FakeAsterisk:
         self._switch.leave(br, ch)
         await asyncio.sleep(0)
 
-    async def _play(self, channel_id: str, media: str, playback_id: str) -> None:
+    async def _play(self, channel_id: str, media: str, playback_id: str) -> dict[str, Any]:
         ch = self._channel(channel_id, stasis=True)
         if media.startswith(("http://", "https://")):
-            self._switch.play(ch, media, playback_id, None)  # Asterisk 22: "scheme is unsupported", never ends
+            pb = self._switch.play(ch, media, playback_id, None)  # Asterisk 22: "scheme is unsupported", never ends
         elif media.startswith(("sound:http://", "sound:https://")):
             pb = self._switch.play(ch, media, playback_id, None)
             task = asyncio.create_task(self._fetch_and_play(pb, media.removeprefix("sound:")))
             self._fetching.add(task)
             task.add_done_callback(self._fetching.discard)
         else:
-            self._switch.play(ch, media, playback_id, self.media_duration)
+            pb = self._switch.play(ch, media, playback_id, self.media_duration)
         await asyncio.sleep(0)
+        return playback_json(pb)
 
     async def _fetch_and_play(self, pb: FakePlayback, url: str) -> None:
         if await self.media_cache.playable(url):
