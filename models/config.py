@@ -16,6 +16,7 @@ __all__ = [
     "NumberConfig",
     "RoutingSettings",
     "Settings",
+    "TtsSettings",
     "WebhookSettings",
     "is_safe_app_name",
 ]
@@ -146,6 +147,16 @@ class HttpSettings(_Config):
         return (self.public_url or f"http://{self.bind}:{self.port}").rstrip("/")
 
 
+class TtsSettings(_Config):
+    """``[tts]``: how ``<Say>`` text becomes audio, and where the rendered files are kept."""
+
+    engine: Literal["espeak-ng"] = "espeak-ng"
+    # Rendered speech, one WAV file per (engine, voice, language, text); relative to the config file.
+    cache_dir: Path = Path("tts-cache")
+    # Seconds one rendering may take before the Say is skipped (one log line, the call goes on).
+    timeout: float = Field(default=20.0, gt=0, le=300)
+
+
 class LimitSettings(_Config):
     """``[limits]``: when a new call is refused (503) at StasisStart, before any webhook, to protect calls up."""
 
@@ -195,6 +206,7 @@ class Settings(_Config):
     webhooks: WebhookSettings = WebhookSettings()
     limits: LimitSettings = LimitSettings()
     http: HttpSettings = HttpSettings()
+    tts: TtsSettings = TtsSettings()
     numbers: tuple[NumberConfig, ...] = ()
     # Folder of the config file: apps_dir is relative to it.
     base_dir: Path = Path(".")
@@ -220,3 +232,8 @@ class Settings(_Config):
     def apps_path(self) -> Path:
         """The folder of local ``app:NAME`` files (``routing.apps_dir``, relative to the config file)."""
         return self.routing.apps_dir if self.routing.apps_dir.is_absolute() else self.base_dir / self.routing.apps_dir
+
+    @property
+    def tts_path(self) -> Path:
+        """The folder of rendered speech (``tts.cache_dir``, relative to the config file)."""
+        return self.tts.cache_dir if self.tts.cache_dir.is_absolute() else self.base_dir / self.tts.cache_dir

@@ -24,6 +24,7 @@ __all__ = [
     "Record",
     "Redirect",
     "Reject",
+    "Say",
     "Sip",
     "StatusCallback",
     "Verb",
@@ -111,10 +112,22 @@ class Reject(_Rcml):
 
 
 class Play(_Rcml):
-    """``<Play loop="1">sound:hello-world</Play>``: Asterisk media (``sound:``, ``tone:``, ``recording:``...)."""
+    """``<Play loop="1">sound:hello-world</Play>``: Asterisk media (``sound:``, ``tone:``, ``recording:``...), an
+    ``http(s)://`` URL, or a URL relative to the document; ``digits`` sends DTMF first (``w``: half a second)."""
 
     verb: Literal["Play"] = "Play"
-    media: str
+    media: str = ""  # empty only with digits
+    loop: int = Field(default=1, ge=0, le=1000)
+    digits: str | None = Field(default=None, pattern=r"^[0-9*#A-DwW]{1,100}$")
+
+
+class Say(_Rcml):
+    """``<Say voice="woman" language="en-US" loop="1">text</Say>``: text to speech, played to the caller."""
+
+    verb: Literal["Say"] = "Say"
+    text: str = Field(default="", max_length=4096)  # Twilio's limit
+    voice: str = Field(default="man", max_length=64)
+    language: str = Field(default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,2}$")
     loop: int = Field(default=1, ge=0, le=1000)
 
 
@@ -146,7 +159,7 @@ class Record(_Rcml):
     recording_status_callback_method: HttpMethod = Field(default="POST", alias="recordingStatusCallbackMethod")
 
 
-Verb = Dial | Hangup | Pause | Redirect | Reject | Play | Gather | Record
+Verb = Dial | Hangup | Pause | Redirect | Reject | Play | Say | Gather | Record
 
 Gather.model_rebuild()
 

@@ -1,4 +1,4 @@
-"""Wires the pieces together: the ARI client, the webhook requester and the call engine."""
+"""Wires the pieces together: the ARI client, the webhook requester, the app's own HTTP side and the call engine."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from stasis_app.ari.client import AriClient
 from stasis_app.ari.events import EventLog
 from stasis_app.engine import Engine
 from stasis_app.errors import AriError, ConfigError
+from stasis_app.http_side import HttpSide
+from stasis_app.media import MediaService
 from stasis_app.redact import redact_url
 from stasis_app.safety import refuse_unsafe, startup_warnings
 from stasis_app.webhook import Webhooks
@@ -47,9 +49,14 @@ def _open_event_log(path: Path) -> EventLog:
 
 
 async def _run(settings: Settings, sink: EventLog | None) -> None:
-    async with AriClient(settings.ari, event_sink=sink) as ari, Webhooks(settings) as webhooks:
+    media = MediaService(settings)
+    async with (
+        AriClient(settings.ari, event_sink=sink) as ari,
+        Webhooks(settings) as webhooks,
+        HttpSide(settings, media, ari),
+    ):
         await webhooks.warm_up()
-        engine = Engine(ari, webhooks, settings)
+        engine = Engine(ari, webhooks, settings, media=media)
         log.info(
             "stasis-rcml: app %r on %s, %d numbers",
             settings.ari.app,

@@ -15,6 +15,7 @@ from models.config import NumberConfig, Settings
 from models.rcml import Document, HttpMethod, Verb
 from stasis_app.bridges import Bridge
 from stasis_app.legs import CallLeg, Party
+from stasis_app.media import MediaService, Played
 from stasis_app.outcomes import DialWatcher, Outcome
 from stasis_app.transfer import Connection
 
@@ -41,6 +42,15 @@ class CallContext(Protocol):
 
     @property
     def settings(self) -> Settings: ...
+
+    @property
+    def document_url(self) -> str:
+        """Where the running document came from (``http(s)://...`` or ``app:NAME``): relative URLs resolve
+        against it."""
+
+    @property
+    def media(self) -> MediaService:
+        """Speech rendering and the URLs media verbs give Asterisk."""
 
     async def answer(self) -> None:
         """Answer the caller if nobody has yet."""
@@ -79,12 +89,14 @@ class CallContext(Protocol):
     async def play(self, media: str) -> bool:
         """Play media to the caller until it ends; False if the caller hung up first."""
 
+    async def play_media(self, media: str) -> Played:
+        """Play media to the caller until it ends, and say how it ended (finished, failed, caller gone)."""
+
+    async def send_digits(self, digits: str) -> None:
+        """Send DTMF to the caller (``w``: a half-second pause) and return once Asterisk has sent it."""
+
     async def fetch(self, url: str, method: HttpMethod, extra: Mapping[str, str] | None = None) -> Document:
         """Request an application URL with this call's parameters (plus ``extra``), relative to the document."""
-
-    @property
-    def document_url(self) -> str:
-        """The URL of the document running now (a Gather's or Record's ``action`` by default, as in Twilio)."""
 
     def notify(self, url: str, method: HttpMethod, extra: Mapping[str, str]) -> None:
         """Fire-and-forget: request a status callback URL with this call's parameters (plus ``extra``) in the

@@ -36,6 +36,7 @@ from stasis_app.cleanup import RetriedDeletes
 from stasis_app.errors import AriError
 from stasis_app.legs import CallLeg, LegRole, LegState, Party
 from stasis_app.logs import for_call
+from stasis_app.media import MediaService
 from stasis_app.reconcile import Reconciler
 from stasis_app.session import CallSession, Requester
 from stasis_app.transfer import Transfer as _Transfer
@@ -49,11 +50,14 @@ log = logging.getLogger(__name__)
 class Engine:
     """Implements :class:`stasis_app.ari.protocol.EventHandler`; one per Stasis application."""
 
-    def __init__(self, ari: AsteriskApi, webhooks: Requester, settings: Settings) -> None:
+    def __init__(
+        self, ari: AsteriskApi, webhooks: Requester, settings: Settings, *, media: MediaService | None = None
+    ) -> None:
         # A failed hangup or bridge destroy is retried, not forgotten; every other call passes through.
         self.ari: AsteriskApi = cast(AsteriskApi, RetriedDeletes(ari))
         self.webhooks = webhooks
         self.settings = settings
+        self.media = media or MediaService(settings)  # speech and media URLs for Say and Play
         self.legs: dict[str, CallLeg] = {}  # identity map: one object per channel we own
         self.owner: dict[str, CallSession] = {}  # channel id -> the session it belongs to
         self.bridges: dict[str, Bridge] = {}  # identity map: one object per bridge we made

@@ -3,14 +3,16 @@
 The parser follows Restcomm/Twilio spelling and semantics:
 
 * Verbs: ``Dial`` (nouns ``Number``, ``Client``, ``Sip``; plain text is a Number, as in
-  ``<Dial>1002</Dial>``), ``Hangup``, ``Pause``, ``Redirect``, ``Reject``, ``Play``, ``Record``, and
-  ``Gather`` with the media verbs nested in it (:data:`GATHER_NESTED`; speech input is refused).
-* An unknown verb or noun (``Say``, ``Gather``, ``Conference``...) is an error naming it and its line,
-  as Restcomm does. Unknown *attributes* are ignored, as Twilio does, so documents written for Twilio
+  ``<Dial>1002</Dial>``, ``Uri`` as a Sip URI), ``Hangup``, ``Pause``, ``Redirect``, ``Reject``, ``Play``,
+  ``Say``, ``Record``, and ``Gather`` with the media verbs nested in it (:data:`GATHER_NESTED`; speech input
+  is refused).
+* An unknown verb is skipped with one WARNING naming it and its line, as Restcomm does; an unknown noun is an
+  error. Unknown *attributes* are ignored, as Twilio does, so documents written for Twilio
   keep working. A known attribute with a bad value (``timeout="abc"``, ``method="PUT"``) is an error.
-* ``Play`` text without a URI scheme (``hello-world``) is an Asterisk sound name and becomes
-  ``sound:hello-world``; anything with a scheme (``sound:``, ``tone:``, ``recording:``, ``http(s)://``)
-  is passed to Asterisk as written.
+* ``Play`` text without a URI scheme (``hello-world``, ``digits/1``) is an Asterisk sound name and becomes
+  ``sound:hello-world``, unless it reads as a relative URL (it starts with ``/``, ``./`` or ``../``, or ends
+  in an audio file extension such as ``.wav``): that is kept as written and resolved against the document's
+  URL when played. Anything with a scheme (``sound:``, ``tone:``, ``recording:``, ``http(s)://``) is kept.
 * Relative URLs (``Dial action``, ``Redirect``) are kept as written: :mod:`stasis_app.webhook`
   resolves them against the URL of the document that contained them.
 * No DTD is ever loaded and no entity is expanded (XXE, "billion laughs"): a document with a
@@ -49,6 +51,7 @@ from models.rcml import (
     Record,
     Redirect,
     Reject,
+    Say,
     Sip,
     StatusCallback,
     Verb,
@@ -94,6 +97,8 @@ _BARE_AMPERSAND = re.compile(r"&(?!#[0-9]{1,7};|#x[0-9A-Fa-f]{1,6};|[A-Za-z][A-Z
 _BARE_AMPERSAND_BYTES = re.compile(_BARE_AMPERSAND.pattern.encode())
 _LXML_POSITION = re.compile(r"\s*, line \d+, column (\d+)$")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+# A Play text that is a relative URL rather than an Asterisk sound name (sound names have no extension).
+_RELATIVE_MEDIA = re.compile(r"^\.{0,2}/|\.(wav|mp3|gsm|ulaw|alaw|ul|al|sln\d*|g722|g729|wav16)([?#].*)?$", re.I)
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -337,10 +342,17 @@ def _reject(element: etree._Element, src: _Source) -> Reject:
 
 
 def _play(element: etree._Element, src: _Source) -> Play:
-    media = _text(element, src)
-    if not _URI_SCHEME.match(media):
+    attributes = _attributes(element, src, ("loop", "digits"))
+    media = _text(element, src, required="digits" not in attributes)  # <Play digits="1234"/> plays no media
+    if media and not _URI_SCHEME.match(media) and not _RELATIVE_MEDIA.search(media):
         media = f"sound:{media}"
-    return _build(Play, element, src, media=media, **_attributes(element, src, ("loop",)))
+    return _build(Play, element, src, media=media, **attributes)
+
+
+def _say(element: etree._Element, src: _Source) -> Say:
+    # Whitespace inside the text is the speaker's business; an empty <Say/> says nothing, as Twilio's does.
+    text = " ".join(_text(element, src, required=False).split())
+    return _build(Say, element, src, text=text, **_attributes(element, src, ("voice", "language", "loop")))
 
 
 def _gather(element: etree._Element, src: _Source) -> Gather:
@@ -419,6 +431,7 @@ _VERBS: Mapping[str, Callable[[etree._Element, _Source], Verb]] = {
     "Redirect": _redirect,
     "Reject": _reject,
     "Play": _play,
+    "Say": _say,
     "Gather": _gather,
     "Record": _record,
 }

@@ -19,11 +19,12 @@ from models.config import NumberConfig, Settings
 from models.rcml import Document, HttpMethod, Verb
 from stasis_app.ari.protocol import AsteriskApi, HangupReason
 from stasis_app.bridges import PREFIX, Bridge
+from stasis_app.call_media import CallMedia
 from stasis_app.context import Needs
 from stasis_app.errors import AriError, CallGone, MarkupError, StasisRcmlError, WebhookError
 from stasis_app.legs import CallLeg, LegRole, LegState, Party, end_virtual, hang_up, virtual_pair
 from stasis_app.logs import CALL_SID
-from stasis_app.media import CallMedia
+from stasis_app.media import MediaService
 from stasis_app.outcomes import DialWatcher, Handover, HangupCall, Next, Outcome, Replace
 from stasis_app.transfer import Connection
 from stasis_app.verbs import EXECUTORS
@@ -71,6 +72,7 @@ class SessionHost(Protocol):
     ari: AsteriskApi
     webhooks: Requester
     settings: Settings
+    media: MediaService
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` in a task the host keeps (and reports if it fails), beyond this session's end."""
@@ -171,6 +173,14 @@ class CallSession(CallMedia):
     def ari(self) -> AsteriskApi:
         return self.host.ari
 
+    @property
+    def document_url(self) -> str:
+        return self.document_source
+
+    @property
+    def media(self) -> MediaService:
+        return self.host.media
+
     async def fetch(self, url: str, method: HttpMethod, extra: Mapping[str, str] | None = None) -> Document:
         if self.documents >= MAX_DOCUMENTS:
             raise DocumentBudgetSpent(f"number {self._number.number}: {self.documents} documents in one call")
@@ -246,10 +256,6 @@ class CallSession(CallMedia):
         if leg.virtual:
             return  # its audio is already in the bridge: the caller whose Dial rang it, or that call's callee
         await (await self.bridge()).join(self.ari, leg)
-
-    @property
-    def document_url(self) -> str:
-        return self.document_source
 
     def notify(self, url: str, method: HttpMethod, extra: Mapping[str, str]) -> None:
         params = self.params() | dict(extra)

@@ -133,6 +133,9 @@ HUNG_UP_IN_BRIDGE = (
     ("ChannelDestroyed", "carol", "16"),
 )
 
+MISSING_MEDIA = "sound:http://127.0.0.1:9/missing.wav"
+PLAYBACK_FAILED = (("PlaybackStarted", MISSING_MEDIA, "playing"), ("PlaybackFinished", MISSING_MEDIA, "failed"))
+
 SCENARIOS = (
     Scenario(
         "originate, answer, bridge, hang up",
@@ -246,6 +249,33 @@ SCENARIOS = (
 )
 
 
+SCENARIOS += (
+    Scenario(
+        # Asterisk's HTTP media cache cannot fetch the URL (nothing listens on port 9 in the private network):
+        # the playback starts, then finishes "failed" (no PlaybackFailed event); a 404 ends the same way.
+        "a media URL that cannot be fetched",
+        (Phone("carol", "answer"),),
+        (
+            _originate("carol", "PJSIP/carol"),
+            Events("carol", UP),
+            Request("POST", "/channels/{carol}/play/{pb}", {"media": MISSING_MEDIA}, 201),
+            Events("carol", (*UP, *PLAYBACK_FAILED)),
+            Request("DELETE", "/channels/{carol}", {"reason": "normal"}),
+            Events(
+                "carol",
+                (
+                    *UP,
+                    *PLAYBACK_FAILED,
+                    ("ChannelHangupRequest", "carol", "32", "True"),
+                    ("StasisEnd", "carol"),
+                    ("ChannelDestroyed", "carol", "16"),
+                ),
+            ),
+        ),
+    ),
+)
+
+
 class Runner:
     """Plays one scenario on an :class:`Asterisk`; raises AssertionError at the first difference."""
 
@@ -282,8 +312,14 @@ class Runner:
         return self.ids[name]
 
     def _steps(self, channel: str) -> list[Step]:
-        steps = [step(event) for event in self.asterisk.events if _channel_role(event) == channel]
+        steps = [step(event) for event in self.asterisk.events if self._role(event) == channel]
         return [one for one in steps if not _ringing(one)]
+
+    def _role(self, event: dict[str, Any]) -> str | None:
+        if "playback" in event:  # a playback names its channel by id only: the one this script gave that id
+            target = event["playback"]["target_uri"].removeprefix("channel:")
+            return next((name for name, known in self.ids.items() if known == target), None)
+        return _channel_role(event)
 
     async def _until(self, done: Callable[[], bool], where: str, channel: str, steps: tuple[Step, ...]) -> None:
         deadline = time.monotonic() + self.timeout

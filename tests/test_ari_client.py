@@ -343,3 +343,11 @@ async def test_env_proxy_settings_are_ignored(monkeypatch):
 
     assert asterisk.request_lines == ["POST /ari/channels/c1/answer HTTP/1.1"]
     assert proxy.connections == 0
+
+
+async def test_a_recordings_audio_goes_over_http_even_when_rest_goes_over_the_websocket(mock):
+    settings = SETTINGS.model_copy(update={"rest": "websocket"})
+    route = mock.get("/recordings/stored/r1/file").respond(200, content=b"RIFF\x00\xffWAVE")
+    async with AriClient(settings, transport=httpx.AsyncHTTPTransport()) as client:
+        assert await client.stored_recording_file("r1") == b"RIFF\x00\xffWAVE"
+    assert route.called

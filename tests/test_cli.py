@@ -59,6 +59,28 @@ def test_check_reports_a_missing_local_app(tmp_path: Path, capsys: pytest.Captur
     assert err == [f"stasis-rcml: numbers[0].refer_url: app:refer: no such app file {tmp_path}/apps/refer.xml"]
 
 
+def test_check_accepts_say_and_play_of_urls_and_names_a_bad_attribute(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps" / "ivr.xml").write_text(
+        '<Response><Say voice="alice" language="fr-FR" loop="2">Bonjour</Say><Play>welcome.wav</Play>'
+        '<Play loop="0">https://example.com/hold.wav</Play><Play digits="ww1234#"/></Response>'
+    )
+    (tmp_path / "apps" / "bad.xml").write_text('<Response>\n<Say loop="-1">Hi</Say></Response>')
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[http]\nport = 8090\n[tts]\ncache_dir = "speech"\n'
+        '[[numbers]]\nnumber = "1"\nvoice_url = "app:ivr"\nrefer_url = "app:bad"\n'
+    )
+    status, out, err = check(capsys, "--config", str(config))
+    assert (status, out) == (1, [])
+    assert err == [
+        f"stasis-rcml: invalid RCML from {tmp_path}/apps/bad.xml, line 2: "
+        '<Say> loop="-1": Input should be greater than or equal to 0'
+    ]
+
+
 def test_check_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     status, _, err = check(capsys, "--config", str(tmp_path / "nope.toml"))
     assert (status, err) == (1, [f"stasis-rcml: {tmp_path}/nope.toml: no such file"])

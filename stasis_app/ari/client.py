@@ -50,19 +50,20 @@ class AriClient(AriRest):
         auth = {"Authorization": f"Basic {token}"}
         mode = "http" if transport is not None and settings.rest == "auto" else settings.rest
         self.over_socket: WebSocketTransport | None = None
-        rest: Transport
+        # Over HTTP always: a recording's audio is binary, which a websocket RESTResponse (text) cannot carry.
+        http = http_transport(
+            settings.url,
+            auth,
+            transport=transport,
+            max_connections=settings.http_connections,
+            timeout=settings.request_timeout,
+        )
+        self._files = AriRest(http, settings.app, scrub=settings.password)
+        rest: Transport = http
         if mode == "websocket":
             rest = self.over_socket = WebSocketTransport(timeout=settings.request_timeout)
-        else:
-            rest = http_transport(
-                settings.url,
-                auth,
-                transport=transport,
-                max_connections=settings.http_connections,
-                timeout=settings.request_timeout,
-            )
-            if mode == "auto":
-                rest = self.over_socket = WebSocketTransport(timeout=settings.request_timeout, fallback=rest)
+        elif mode == "auto":
+            rest = self.over_socket = WebSocketTransport(timeout=settings.request_timeout, fallback=http)
         super().__init__(rest, settings.app, scrub=settings.password)
         base = f"{settings.url}/ari"
         scheme, rest_of_url = base.split("://", 1)
@@ -92,9 +93,15 @@ class AriClient(AriRest):
     ) -> None:
         await self.close()
 
+    async def stored_recording_file(self, name: str) -> bytes:
+        """The audio of a stored recording, always fetched over HTTP (binary)."""
+        return await self._files.stored_recording_file(name)
+
     async def close(self) -> None:
         """Stop :meth:`run` (it returns) and close the HTTP connections. Safe to call more than once."""
         await self.transport.aclose()
+        if self._files.transport is not self.transport:
+            await self._files.transport.aclose()
         # Last, because close() may run inside the handler's on_connected, i.e. in the session it cancels.
         await self._events.close()
 

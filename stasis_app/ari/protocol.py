@@ -125,6 +125,12 @@ class AsteriskApi(Protocol):
     async def delete_stored_recording(self, name: str) -> None:
         """Delete a stored recording."""
 
+    async def send_dtmf(self, channel_id: str, dtmf: str) -> None:
+        """Send DTMF to a channel (``0-9 * # A-D``, ``w`` a half-second pause, ``W`` a second)."""
+
+    async def stored_recording_file(self, name: str) -> bytes:
+        """The audio of a stored recording, as Asterisk keeps it (``GET /recordings/stored/{name}/file``)."""
+
     async def transfer_progress(self, channel_id: str, state: TransferState) -> None:
         """Tell the transferor's phone how its REFER is going (a NOTIFY with a sipfrag)."""
 

@@ -187,6 +187,14 @@ class AriRest:
         """Delete a stored recording."""
         await self.request("DELETE", f"/recordings/stored/{_id(name)}")
 
+    async def send_dtmf(self, channel_id: str, dtmf: str) -> None:
+        """Send DTMF to a channel (``0-9 * # A-D``, ``w`` a half-second pause, ``W`` a second)."""
+        await self.request("POST", f"/channels/{_id(channel_id)}/dtmf", {"dtmf": dtmf})
+
+    async def stored_recording_file(self, name: str) -> bytes:
+        """The audio of a stored recording, as Asterisk keeps it; :class:`CallGone` (404) if there is none."""
+        return await self.request("GET", f"/recordings/stored/{_id(name)}/file")
+
     async def transfer_progress(self, channel_id: str, state: TransferState) -> None:
         """Tell the transferor's phone how its REFER is going (a NOTIFY with a sipfrag)."""
         await self.request("POST", f"/channels/{_id(channel_id)}/transfer_progress", {"states": state.value})

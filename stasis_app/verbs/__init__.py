@@ -14,6 +14,7 @@ from stasis_app.verbs.play import PlayVerb
 from stasis_app.verbs.record import RecordVerb
 from stasis_app.verbs.redirect import RedirectVerb
 from stasis_app.verbs.reject import RejectVerb
+from stasis_app.verbs.say import SayVerb
 
 __all__ = ["EXECUTORS"]
 
@@ -25,6 +26,7 @@ EXECUTORS: dict[type[rcml.Verb], VerbExecutor[Any]] = {
     rcml.Redirect: RedirectVerb(),
     rcml.Reject: RejectVerb(),
     rcml.Record: RecordVerb(),
+    rcml.Say: SayVerb(),
 }
 # <Gather> plays its nested verbs with the executors of this same table (Say nests once it is in it).
 EXECUTORS[rcml.Gather] = GatherVerb(EXECUTORS)

@@ -149,6 +149,7 @@ class WebApp:
 
     def __init__(self) -> None:
         self.routes: dict[str, str] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}  # path -> (body, content type): media for <Play>
         self.requests: list[WebRequest] = []
         self._lock = threading.Lock()
         web = self
@@ -168,9 +169,14 @@ class WebApp:
                 with web._lock:
                     web.requests.append(WebRequest(self.command, url.path, params))
                     rcml = web.routes.get(url.path)
-                payload = (rcml if rcml is not None else "not found").encode()
-                self.send_response(200 if rcml is not None else 404)
-                self.send_header("Content-Type", "text/xml" if rcml is not None else "text/plain")
+                    file = web.files.get(url.path)
+                if file is not None:
+                    payload, kind = file
+                else:
+                    payload = (rcml if rcml is not None else "not found").encode()
+                    kind = "text/xml" if rcml is not None else "text/plain"
+                self.send_response(200 if rcml is not None or file is not None else 404)
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -197,11 +203,16 @@ class WebApp:
     def reset(self) -> None:
         with self._lock:
             self.routes.clear()
+            self.files.clear()
             self.requests.clear()
 
     def xml(self, path: str, rcml: str) -> None:
         with self._lock:
             self.routes[path] = rcml
+
+    def file(self, path: str, body: bytes, content_type: str = "audio/wav") -> None:
+        with self._lock:
+            self.files[path] = (body, content_type)
 
     def calls(self, path: str) -> list[dict[str, str]]:
         with self._lock:

@@ -83,11 +83,13 @@ from urllib.parse import unquote
 from models.ari import AriEvent, Bridge, Channel, TransferState, parse_event
 from stasis_app.ari.protocol import EventHandler, Transport, TransportError
 from stasis_app.ari.rest import AriRest
-from tests.fake.events import bridge_json, channel_json
+from tests.fake.events import bridge_json, channel_json, playback_json
+from tests.fake.media import MediaCache
 from tests.fake.model import (
     HANGUP_REASON_CAUSE,
     FakeBridge,
     FakeChannel,
+    FakePlayback,
     Phone,
     ReferSubscription,
     parse_caller_id,
@@ -128,6 +130,10 @@ class FakeAsterisk:
         self.handler_errors: list[BaseException] = []
         self._closed = False
         self._failures: list[tuple[str, str, int]] = []  # (method, path prefix, status), answered in order
+        self.media_cache = MediaCache()  # sound:http(s):// media are fetched, as Asterisk's media cache does
+        self._fetching: set[asyncio.Task[None]] = set()
+        self.dtmf_sent: dict[str, list[str]] = {}  # channel id -> each POST .../dtmf's digits
+        self.stored_recordings: dict[str, bytes] = {}  # GET /recordings/stored/{name}/file
         self.api = AriRest(self, app)  # the typed REST calls, as the engine makes them
         switch = self._switch
         self.recordings = Recordings(
@@ -151,6 +157,10 @@ class FakeAsterisk:
         for handle in list(self._switch.timers):
             handle.cancel()
         self._switch.timers.clear()
+        for task in list(self._fetching):
+            task.cancel()
+        await asyncio.gather(*self._fetching, return_exceptions=True)
+        await self.media_cache.aclose()
         if self._pump is not None:
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)
@@ -207,7 +217,7 @@ class FakeAsterisk:
     def _busy(self) -> bool:
         now = asyncio.get_running_loop().time()
         due = any(not h.cancelled() and h.when() <= now for h in self._switch.timers)
-        return due or self._delivering or (self._pump is not None and not self._queue.empty())
+        return due or bool(self._fetching) or self._delivering or (self._pump is not None and not self._queue.empty())
 
     async def settle(self, *, quiet_rounds: int = 20, limit: float = 5.0) -> None:
         """Wait until every event is delivered and every scripted timer due by now has run (and the handler's
@@ -310,6 +320,10 @@ class FakeAsterisk:
             return refused.status, json.dumps({"message": refused.message}).encode()
         if result is None:
             return 204, b""
+        if isinstance(result, bytes):  # a file (a stored recording), sent as is
+            return 200, result
+        if method == "POST" and path.rsplit("/", 2)[-2] == "play":
+            return 201, json.dumps(result).encode()  # Asterisk: 201 Created, the playback
         return 200, json.dumps(result).encode()
 
     async def aclose(self) -> None:
@@ -330,7 +344,7 @@ class FakeAsterisk:
             case "POST", ["channels", channel_id, "ring"]:
                 return lambda _p: self._ring(channel_id)
             case "POST", ["channels", channel_id, "play", playback_id]:
-                return lambda p: self._play(channel_id, p.get("media", ""), playback_id)
+                return lambda p: self._play(channel_id, p.get("media", ""), playback_id)  # 201, as Asterisk
             case "POST", ["channels", channel_id, "transfer_progress"]:
                 return lambda p: self._transfer_progress(channel_id, p.get("states", ""))
             case "POST", ["bridges", bridge_id]:
@@ -341,6 +355,10 @@ class FakeAsterisk:
                 return lambda p: self._add_to_bridge(bridge_id, p.get("channel", ""))
             case "POST", ["bridges", bridge_id, "removeChannel"]:
                 return lambda p: self._remove_from_bridge(bridge_id, p.get("channel", ""))
+            case "POST", ["channels", channel_id, "dtmf"]:
+                return lambda p: self._send_dtmf(channel_id, p.get("dtmf", ""))
+            case "GET", ["recordings", "stored", name, "file"]:
+                return lambda _p: self._stored_recording_file(name)
             case "DELETE", ["playbacks", playback_id]:
                 return lambda _p: self._stop_playback(playback_id)
             case "PUT", ["applications", _app, "eventFilter"]:
@@ -479,10 +497,36 @@ class FakeAsterisk:
         self._switch.leave(br, ch)
         await asyncio.sleep(0)
 
-    async def _play(self, channel_id: str, media: str, playback_id: str) -> None:
+    async def _play(self, channel_id: str, media: str, playback_id: str) -> dict[str, Any]:
         ch = self._channel(channel_id, stasis=True)
-        self._switch.play(ch, media, playback_id, self.media_duration)
+        if media.startswith(("http://", "https://")):
+            pb = self._switch.play(ch, media, playback_id, None)  # Asterisk 22: "scheme is unsupported", never ends
+        elif media.startswith(("sound:http://", "sound:https://")):
+            pb = self._switch.play(ch, media, playback_id, None)
+            task = asyncio.create_task(self._fetch_and_play(pb, media.removeprefix("sound:")))
+            self._fetching.add(task)
+            task.add_done_callback(self._fetching.discard)
+        else:
+            pb = self._switch.play(ch, media, playback_id, self.media_duration)
         await asyncio.sleep(0)
+        return playback_json(pb)
+
+    async def _fetch_and_play(self, pb: FakePlayback, url: str) -> None:
+        if await self.media_cache.playable(url):
+            pb.timer = self._switch.later(None, self.media_duration, self._switch.finish_playback, pb)
+        else:
+            self._switch.finish_playback(pb, "failed")
+
+    async def _send_dtmf(self, channel_id: str, dtmf: str) -> None:
+        self._channel(channel_id, stasis=True)
+        self.dtmf_sent.setdefault(channel_id, []).append(dtmf)
+        await asyncio.sleep(0)
+
+    async def _stored_recording_file(self, name: str) -> bytes:
+        if name not in self.stored_recordings:
+            raise _Refused(404, "Recording not found")
+        await asyncio.sleep(0)
+        return self.stored_recordings[name]
 
     async def _stop_playback(self, playback_id: str) -> None:
         pb = self._switch.playbacks.get(playback_id)

@@ -360,19 +360,22 @@ class Switch:
 
     # -- playbacks ----------------------------------------------------------------------------------------
 
-    def play(self, ch: FakeChannel, media: str, playback_id: str, duration: float) -> None:
+    def play(self, ch: FakeChannel, media: str, playback_id: str, duration: float | None) -> FakePlayback:
+        """Start a playback; it finishes after ``duration`` seconds (None: when finish_playback is called)."""
         pb = FakePlayback(playback_id, ch.id, media)
         self.playbacks[pb.id] = pb
         self.played.setdefault(ch.id, []).append(media)
         self._emit(self.events.playback_started(pb))
-        if not media.startswith("tone:"):  # tones play until stopped
+        if duration is not None and not media.startswith("tone:"):  # tones play until stopped
             pb.timer = self.later(None, duration, self.finish_playback, pb)
+        return pb
 
-    def finish_playback(self, pb: FakePlayback) -> None:
+    def finish_playback(self, pb: FakePlayback, state: str = "done") -> None:
         if self.playbacks.pop(pb.id, None) is None:
             return
         self._cancel(pb.timer)
-        pb.state = "done"  # Asterisk reports stopped, cancelled and complete playbacks all as "done"
+        # Asterisk reports stopped, cancelled and complete playbacks all as "done"; media it could not open "failed"
+        pb.state = state
         self._emit(self.events.playback_finished(pb))
 
     def dtmf(self, ch: FakeChannel, digit: str) -> None:

@@ -1,0 +1,112 @@
+"""What a call does with its caller's audio: answer, ringback, playback and recording.
+
+:class:`CallMedia` is the media half of :class:`stasis_app.session.CallSession` (the :class:`CallContext` its
+verbs see). A leg's audio is its own channel, or for one of our numbers run in-process the channel of the call
+that dialed it (``CallLeg.media_leg``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from stasis_app.ari.protocol import AsteriskApi
+from stasis_app.errors import AriError, CallGone
+from stasis_app.legs import CallLeg, LegState
+from stasis_app.media import Played, dtmf_seconds, play_to
+
+__all__ = ["CallMedia"]
+
+log = logging.getLogger(__name__)
+
+
+class CallMedia:
+    """Media operations on ``self.leg``; a subclass provides ``leg`` and ``ari``."""
+
+    leg: CallLeg
+    _ringback: str | None = None  # playback id of an in-band ring tone
+
+    @property
+    def ari(self) -> AsteriskApi:
+        raise NotImplementedError
+
+    async def answer(self) -> None:
+        leg = self.leg
+        if leg.state is not LegState.INBOUND:
+            return
+        if not leg.virtual:
+            await self.ari.answer(leg.id)
+            leg.set_state(LegState.UP, "answered by the app")
+            return
+        # One of our numbers run in-process: its answer is the answer of the Dial that rang it, and media can
+        # flow once that Dial has connected the caller.
+        leg.set_state(LegState.UP, "answered by its app")
+        if leg.twin is not None:
+            leg.twin.set_state(LegState.UP, "its number's app answered")
+        if leg.media_ready is not None:
+            waits: set[asyncio.Future[Any]] = {leg.media_ready, leg.ended}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if leg.is_gone:
+            raise CallGone("answer", leg.name, None, "the calling party hung up")
+
+    async def ring(self) -> None:
+        media = self.leg.media_leg
+        try:
+            if self.leg.is_up and media is not None:
+                # An answered call hears no 180: play the ring tone in-band instead.
+                self._ringback = uuid.uuid4().hex
+                await self.ari.play(media.id, "tone:ring", self._ringback)
+            elif not self.leg.virtual:
+                await self.ari.ring(self.leg.id)
+            # else: the Dial that rang this number already lets its caller hear ringing
+        except AriError as exc:  # no ringback is no reason to fail the Dial
+            log.debug("no ringback for %s: %s", self.leg.name, exc)
+            self._ringback = None
+
+    async def stop_ringing(self) -> None:
+        if self._ringback is not None:
+            playback, self._ringback = self._ringback, None
+            try:
+                await self.ari.stop_playback(playback)
+            except AriError:
+                pass
+
+    def has_media(self) -> bool:
+        return self.leg.media_leg is not None
+
+    async def play(self, media: str) -> bool:
+        return await self.play_media(media) is not Played.CALLER_GONE
+
+    async def play_media(self, media: str) -> Played:
+        target = self.leg.media_leg
+        if target is None:
+            raise CallGone("play", self.leg.name, None, "no channel carries this leg's audio any more")
+        return await play_to(self.ari, target, media, uuid.uuid4().hex)
+
+    async def send_digits(self, digits: str) -> None:
+        target = self.leg.media_leg
+        if target is None:
+            raise CallGone("dtmf", self.leg.name, None, "no channel carries this leg's audio any more")
+        await self.ari.send_dtmf(target.id, digits)
+        await asyncio.wait({target.ended}, timeout=dtmf_seconds(digits))  # Asterisk sends them meanwhile
+
+    async def start_recording(self, name: str, *, max_duration: int, max_silence: int, beep: bool) -> None:
+        target = self.leg.media_leg
+        if target is None or target.is_gone:
+            raise CallGone("record", self.leg.name, None, "no channel carries this leg's audio any more")
+        if target.bridge is not None:
+            await target.bridge.release(self.ari, target)  # Asterisk records no channel that is in a bridge
+        await self.ari.record(
+            target.id, name, format="wav", max_duration=max_duration, max_silence=max_silence, beep=beep
+        )
+
+    async def stop_recording(self, name: str) -> None:
+        await self.ari.stop_recording(name)
+
+    async def recording_kept(self, name: str) -> bool:
+        try:
+            return await self.ari.stored_recording(name) is not None
+        except AriError:
+            return False
