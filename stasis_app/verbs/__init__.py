@@ -6,12 +6,14 @@ from typing import Any
 
 from models import rcml
 from stasis_app.context import VerbExecutor
+from stasis_app.verbs.conference import ConferenceVerb
 from stasis_app.verbs.dial import DialVerb
 from stasis_app.verbs.hangup import HangupVerb
 from stasis_app.verbs.pause import PauseVerb
 from stasis_app.verbs.play import PlayVerb
 from stasis_app.verbs.redirect import RedirectVerb
 from stasis_app.verbs.reject import RejectVerb
+from stasis_app.verbs.sms import SmsVerb
 
 __all__ = ["EXECUTORS"]
 
@@ -22,4 +24,6 @@ EXECUTORS: dict[type[rcml.Verb], VerbExecutor[Any]] = {
     rcml.Play: PlayVerb(),
     rcml.Redirect: RedirectVerb(),
     rcml.Reject: RejectVerb(),
+    rcml.DialConference: ConferenceVerb(),
+    rcml.Sms: SmsVerb(),
 }
