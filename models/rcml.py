@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Client",
+    "Conference",
     "Dial",
+    "DialConference",
     "DialNoun",
     "Document",
     "Gather",
@@ -26,6 +28,7 @@ __all__ = [
     "Reject",
     "Say",
     "Sip",
+    "Sms",
     "StatusCallback",
     "Verb",
 ]
@@ -159,7 +162,56 @@ class Record(_Rcml):
     recording_status_callback_method: HttpMethod = Field(default="POST", alias="recordingStatusCallbackMethod")
 
 
-Verb = Dial | Hangup | Pause | Redirect | Reject | Play | Say | Gather | Record
+ConferenceEvent = Literal["start", "end", "join", "leave"]
+
+
+class Conference(_Rcml):
+    """``<Conference>room</Conference>``: a named room every call that dials the same name joins (Twilio's and
+    Restcomm's attributes; see :mod:`stasis_app.conference`)."""
+
+    kind: Literal["conference"] = "conference"
+    name: str = Field(min_length=1, max_length=128)
+    muted: bool = False
+    # Twilio's values: true (enter and exit), false, onEnter, onExit.
+    beep: Literal["true", "false", "onEnter", "onExit"] = "true"
+    start_conference_on_enter: bool = Field(default=True, alias="startConferenceOnEnter")
+    end_conference_on_exit: bool = Field(default=False, alias="endConferenceOnExit")
+    max_participants: int = Field(default=250, alias="maxParticipants", ge=2, le=250)
+    # None: the default wait tone; "": silence; Asterisk media (sound:, tone:, recording:) or an RCML URL.
+    wait_url: str | None = Field(default=None, alias="waitUrl")
+    wait_method: HttpMethod = Field(default="POST", alias="waitMethod")
+    status_callback: str | None = Field(default=None, alias="statusCallback")
+    status_callback_method: HttpMethod = Field(default="POST", alias="statusCallbackMethod")
+    status_callback_event: frozenset[ConferenceEvent] = Field(
+        default=frozenset({"start", "end"}), alias="statusCallbackEvent"
+    )
+
+
+class DialConference(_Rcml):
+    """``<Dial><Conference>room</Conference></Dial>``: a Dial whose one noun is a conference room; the Dial's
+    ``action`` is requested when the participant leaves it."""
+
+    verb: Literal["Dial"] = "Dial"
+    conference: Conference
+    action: str | None = None
+    method: HttpMethod = "POST"
+    time_limit: int = Field(default=14400, alias="timeLimit", ge=1, le=86400)
+
+
+class Sms(_Rcml):
+    """``<Sms to="bob" from="1001" action="...">text</Sms>``: Restcomm's voice-app SMS, sent as a SIP MESSAGE.
+    ``to`` defaults to the caller, ``from`` to the number called (as Twilio does)."""
+
+    verb: Literal["Sms"] = "Sms"
+    body: str = Field(min_length=1, max_length=1600)
+    to: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    action: str | None = None
+    method: HttpMethod = "POST"
+    status_callback: str | None = Field(default=None, alias="statusCallback")
+
+
+Verb = Dial | Hangup | Pause | Redirect | Reject | Play | Say | Gather | Record | DialConference | Sms
 
 Gather.model_rebuild()
 

@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 from models.config import NumberConfig, Settings
 from models.rcml import Document, HttpMethod, Verb
 from stasis_app.bridges import Bridge
+from stasis_app.conference import Conferences
 from stasis_app.legs import CallLeg, Party
 from stasis_app.media import MediaService, Played
 from stasis_app.outcomes import DialWatcher, Outcome
@@ -124,6 +125,24 @@ class CallContext(Protocol):
 
     def dial_ended(self, status: str) -> None:
         """A Dial ended with ``status``: if the document then ends unanswered, the call ends with its cause."""
+
+    # -- Conference and Sms -----------------------------------------------------------------------------------
+
+    @property
+    def conferences(self) -> Conferences:
+        """The application's conference rooms (shared by every call)."""
+
+    def params(self) -> dict[str, str]:
+        """This call's standard request parameters (``CallSid``, ``From``, ``To``...)."""
+
+    def absolute(self, url: str) -> str:
+        """An application URL relative to the running document, made absolute (as written if it cannot be)."""
+
+    def post(self, url: str, method: HttpMethod, extra: Mapping[str, str]) -> None:
+        """A status callback: ``url`` requested with this call's parameters plus ``extra``, fire and forget."""
+
+    async def send_message(self, to: str, from_: str, body: str) -> None:
+        """An out-of-call message through Asterisk (``to``: ``pjsip:bob``); AriError if Asterisk refuses it."""
 
 
 V_contra = TypeVar("V_contra", bound=Verb, contravariant=True)

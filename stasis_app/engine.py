@@ -32,7 +32,9 @@ from models.rcml import Client, Dial, Document, HttpMethod
 from stasis_app.admission import Admission
 from stasis_app.ari.protocol import AsteriskApi, HangupReason
 from stasis_app.bridges import Bridge, BridgeState
+from stasis_app.callbacks import Callbacks
 from stasis_app.cleanup import RetriedDeletes
+from stasis_app.conference import Conferences
 from stasis_app.errors import AriError
 from stasis_app.legs import CallLeg, LegRole, LegState, Party
 from stasis_app.logs import for_call
@@ -63,6 +65,8 @@ class Engine:
         self.bridges: dict[str, Bridge] = {}  # identity map: one object per bridge we made
         self.sessions: dict[str, asyncio.Task[None]] = {}
         self.transfers = Transfers(self)
+        self.callbacks = Callbacks(webhooks)
+        self.conferences = Conferences(ari, self.callbacks, self.bridges)  # rooms no single call owns
         self.admission = Admission(settings.limits)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.reconciler = Reconciler(self, settings.ari.reconcile_interval)
@@ -87,6 +91,9 @@ class Engine:
             # A refused originate made no channel, so no event will clear it: the session's end does.
             if leg.is_gone and self.owner.get(leg_id) is session:
                 self._forget(leg_id)
+
+    def in_conference(self, channel_id: str) -> bool:
+        return self.conferences.room_of(channel_id) is not None
 
     def site(self, channel_id: str) -> tuple[CallLeg, TransferSite] | None:
         leg, session = self.legs.get(channel_id), self.owner.get(channel_id)
@@ -258,3 +265,4 @@ class Engine:
             await self._hangup_stray(leg.id)
         for bridge in [bridge for bridge in self.bridges.values() if not bridge.is_gone]:
             await bridge.destroy(self.ari)
+        await self.callbacks.drain(timeout)

@@ -3,9 +3,9 @@
 The parser follows Restcomm/Twilio spelling and semantics:
 
 * Verbs: ``Dial`` (nouns ``Number``, ``Client``, ``Sip``; plain text is a Number, as in
-  ``<Dial>1002</Dial>``, ``Uri`` as a Sip URI), ``Hangup``, ``Pause``, ``Redirect``, ``Reject``, ``Play``,
-  ``Say``, ``Record``, and ``Gather`` with the media verbs nested in it (:data:`GATHER_NESTED`; speech input
-  is refused).
+  ``<Dial>1002</Dial>``, ``Uri`` as a Sip URI; or a ``Conference``, alone), ``Hangup``, ``Pause``,
+  ``Redirect``, ``Reject``, ``Play``, ``Say``, ``Sms``, ``Record``, and ``Gather`` with the media verbs nested
+  in it (:data:`GATHER_NESTED`; speech input is refused).
 * An unknown verb is skipped with one WARNING naming it and its line, as Restcomm does; an unknown noun is an
   error. Unknown *attributes* are ignored, as Twilio does, so documents written for Twilio
   keep working. A known attribute with a bad value (``timeout="abc"``, ``method="PUT"``) is an error.
@@ -39,7 +39,9 @@ from pydantic import BaseModel, ValidationError
 
 from models.rcml import (
     Client,
+    Conference,
     Dial,
+    DialConference,
     DialNoun,
     Document,
     Gather,
@@ -53,6 +55,7 @@ from models.rcml import (
     Reject,
     Say,
     Sip,
+    Sms,
     StatusCallback,
     Verb,
 )
@@ -297,7 +300,9 @@ def _build(model: type[_Model], element: etree._Element, src: _Source, **fields:
         raise src.error(message, element) from None
 
 
-def _dial(element: etree._Element, src: _Source) -> Dial:
+def _dial(element: etree._Element, src: _Source) -> Dial | DialConference:
+    if any(child.tag == "Conference" for child in element):
+        return _dial_conference(element, src)
     if len(element) > MAX_NOUNS:
         raise src.error(f"<Dial> has too many nouns ({len(element)}; at most {MAX_NOUNS})", element)
     nouns: list[DialNoun] = []
@@ -319,6 +324,49 @@ def _dial(element: etree._Element, src: _Source) -> Dial:
     names = ("action", "method", "timeout", "timeLimit", "callerId", "referUrl", "referMethod")
     attributes = _attributes(element, src, names)
     return _build(Dial, element, src, nouns=tuple(nouns), **attributes)
+
+
+_CONFERENCE_ATTRIBUTES = (
+    "muted",
+    "beep",
+    "startConferenceOnEnter",
+    "endConferenceOnExit",
+    "maxParticipants",
+    "waitUrl",
+    "waitMethod",
+    "statusCallback",
+    "statusCallbackMethod",
+)
+_CONFERENCE_EVENTS = ("start", "end", "join", "leave")  # Twilio's mute, hold, speaker...: not raised here
+
+
+def _dial_conference(element: etree._Element, src: _Source) -> DialConference:
+    """``<Dial><Conference>`` (Restcomm and Twilio: the conference is the Dial's only noun)."""
+    children = list(_elements(element, src))
+    if len(children) != 1 or src.value(element.text).strip() or src.value(children[0].tail).strip():
+        raise src.error("<Conference> must be the only noun of its <Dial>", element)
+    noun = children[0]
+    name = _text(noun, src)
+    attributes: dict[str, Any] = _attributes(noun, src, _CONFERENCE_ATTRIBUTES)
+    for key in ("waitMethod", "statusCallbackMethod"):
+        if key in attributes:
+            attributes[key] = attributes[key].upper()
+    if "beep" in attributes and attributes["beep"].lower() in ("true", "false"):
+        attributes["beep"] = attributes["beep"].lower()
+    if noun.get("waitUrl") is not None and "waitUrl" not in attributes:
+        attributes["waitUrl"] = ""  # waitUrl="": silence, as Twilio
+    if (events := noun.get("statusCallbackEvent")) is not None:
+        words = src.value(events).replace(",", " ").split()
+        attributes["statusCallbackEvent"] = frozenset(word for word in words if word in _CONFERENCE_EVENTS)
+    conference = _build(Conference, noun, src, name=name, **attributes)
+    dial = _attributes(element, src, ("action", "method", "timeLimit"))
+    return _build(DialConference, element, src, conference=conference, **dial)
+
+
+def _sms(element: etree._Element, src: _Source) -> Sms:
+    body = _text(element, src)
+    attributes = _attributes(element, src, ("to", "from", "action", "method", "statusCallback"))
+    return _build(Sms, element, src, body=body, **attributes)
 
 
 def _hangup(element: etree._Element, src: _Source) -> Hangup:
@@ -434,6 +482,7 @@ _VERBS: Mapping[str, Callable[[etree._Element, _Source], Verb]] = {
     "Say": _say,
     "Gather": _gather,
     "Record": _record,
+    "Sms": _sms,
 }
 
 _NOUNS: Mapping[str, Callable[[etree._Element, _Source], DialNoun]] = {

@@ -32,6 +32,7 @@ from models.config import Settings
 from stasis_app.ari.protocol import AsteriskApi
 from stasis_app.bridges import PREFIX, Bridge, BridgeState
 from stasis_app.cleanup import RetriedDeletes
+from stasis_app.conference import Room, RoomState
 from stasis_app.errors import AriError, CallGone
 from stasis_app.legs import CallLeg, LegRole, LegState
 from stasis_app.session import CallSession
@@ -150,8 +151,11 @@ class Reconciler:
 
     # -- ownership ----------------------------------------------------------------------------------------
 
-    def _running(self, session: object) -> bool:
-        return isinstance(session, CallSession) and session.id in self.host.sessions
+    def _running(self, owner: object) -> bool:
+        """Whether a bridge's or leg's owner still runs: a call session, or a conference room not yet ended."""
+        if isinstance(owner, Room):
+            return owner.state is not RoomState.ENDED
+        return isinstance(owner, CallSession) and owner.id in self.host.sessions
 
     def _owns_channel(self, channel_id: str) -> bool:
         return channel_id in self.host.legs and self._running(self.host.owner.get(channel_id))

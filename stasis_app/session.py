@@ -20,6 +20,8 @@ from models.rcml import Document, HttpMethod, Verb
 from stasis_app.ari.protocol import AsteriskApi, HangupReason
 from stasis_app.bridges import PREFIX, Bridge
 from stasis_app.call_media import CallMedia
+from stasis_app.callbacks import Callbacks
+from stasis_app.conference import Conferences
 from stasis_app.context import Needs
 from stasis_app.errors import AriError, CallGone, MarkupError, StasisRcmlError, WebhookError
 from stasis_app.legs import CallLeg, LegRole, LegState, Party, end_virtual, hang_up, virtual_pair
@@ -76,6 +78,9 @@ class SessionHost(Protocol):
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` in a task the host keeps (and reports if it fails), beyond this session's end."""
+
+    conferences: Conferences
+    callbacks: Callbacks
 
     def register(self, leg: CallLeg, session: CallSession) -> None: ...
 
@@ -285,6 +290,22 @@ class CallSession(CallMedia):
     def let_go(self, leg: CallLeg) -> None:
         """A transfer took ``leg`` over: this session no longer hangs it up."""
         self.dial_legs.pop(leg.id, None)
+
+    @property
+    def conferences(self) -> Conferences:
+        return self.host.conferences
+
+    def absolute(self, url: str) -> str:
+        try:
+            return resolve_url(url, self.document_source or None)
+        except WebhookError:
+            return url  # requested as written: it fails then, in one line
+
+    def post(self, url: str, method: HttpMethod, extra: Mapping[str, str]) -> None:
+        self.host.callbacks.post(self.absolute(url), method, self.params() | dict(extra))
+
+    async def send_message(self, to: str, from_: str, body: str) -> None:
+        await self.ari.send_message(to, from_, body)
 
     # -- running --------------------------------------------------------------------------------------------
 

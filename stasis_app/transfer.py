@@ -193,6 +193,9 @@ class TransferHost(Protocol):
 
     def site(self, channel_id: str) -> tuple[CallLeg, TransferSite] | None: ...
 
+    def in_conference(self, channel_id: str) -> bool:
+        """Whether the channel takes part in a conference room (where Restcomm refuses a REFER)."""
+
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]: ...
 
     async def fetch(self, url: str, method: HttpMethod, params: Mapping[str, str]) -> Document: ...
@@ -225,6 +228,8 @@ class Transfers:
             return self._decline(leg.id, leg.name, "attended transfer (Replaces) is not supported")
         if site.peer_to_peer:
             return self._decline(leg.id, leg.name, "peer-to-peer client call: not made by an RCML Dial")
+        if self.host.in_conference(leg.id):
+            return self._decline(leg.id, leg.name, "a conference participant may not transfer (as in Restcomm)")
         if connection is None or not connection.active or leg not in (connection.caller, connection.peer):
             return self._decline(leg.id, leg.name, "the call is not connected by an RCML Dial")
         if connection.transfer is not None:

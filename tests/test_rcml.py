@@ -122,7 +122,7 @@ def test_bytes_with_an_encoding_declaration():
 @pytest.mark.parametrize(
     ("text", "line", "reason"),
     [
-        ("<Response>\n<Dial>\n<Conference>room</Conference></Dial></Response>", 3, "unsupported noun"),
+        ("<Response>\n<Dial>\n<Queue>support</Queue></Dial></Response>", 3, "unsupported noun"),
         ('<Response>\n\n<Dial timeout="abc">1</Dial></Response>', 3, '<Dial> timeout="abc"'),
         (
             '<Response>\n<Dial method="PUT">1</Dial></Response>',

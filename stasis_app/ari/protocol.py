@@ -140,6 +140,19 @@ class AsteriskApi(Protocol):
     async def list_bridges(self) -> list[Bridge]:
         """Every bridge Asterisk has now."""
 
+    async def mute(self, channel_id: str, direction: Literal["in", "out", "both"] = "in") -> None:
+        """Mute a channel (``in``: what it says is not heard in its bridge)."""
+
+    async def unmute(self, channel_id: str, direction: Literal["in", "out", "both"] = "in") -> None:
+        """Undo :meth:`mute`."""
+
+    async def play_bridge(self, bridge_id: str, media: str, playback_id: str) -> None:
+        """Start playing media to every channel of a bridge; ends with ``PlaybackFinished``."""
+
+    async def send_message(self, to: str, from_: str, body: str) -> None:
+        """Send an out-of-call message (``to``: ``pjsip:bob``; a SIP MESSAGE with res_pjsip_messaging).
+        Asterisk accepts it (202) and sends it on its own: no event says whether it was delivered."""
+
 
 class EventHandler(Protocol):
     """What receives events. ``on_event`` must not block: it is called in websocket order, one at a time."""

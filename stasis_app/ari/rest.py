@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from pydantic import TypeAdapter
@@ -206,6 +206,22 @@ class AriRest:
     async def list_bridges(self) -> list[Bridge]:
         """Every bridge Asterisk has now."""
         return _BRIDGES.validate_json(await self.request("GET", "/bridges"))
+
+    async def mute(self, channel_id: str, direction: Literal["in", "out", "both"] = "in") -> None:
+        """Mute a channel (``in``: what it says is not heard in its bridge)."""
+        await self.request("POST", f"/channels/{_id(channel_id)}/mute", {"direction": direction})
+
+    async def unmute(self, channel_id: str, direction: Literal["in", "out", "both"] = "in") -> None:
+        """Undo :meth:`mute`."""
+        await self.request("DELETE", f"/channels/{_id(channel_id)}/mute", {"direction": direction})
+
+    async def play_bridge(self, bridge_id: str, media: str, playback_id: str) -> None:
+        """Play media to every channel of a bridge; it ends with ``PlaybackFinished``."""
+        await self.request("POST", f"/bridges/{_id(bridge_id)}/play/{_id(playback_id)}", {"media": media})
+
+    async def send_message(self, to: str, from_: str, body: str) -> None:
+        """``PUT /endpoints/sendMessage``: an out-of-call message (a SIP MESSAGE for ``pjsip:`` targets)."""
+        await self.request("PUT", "/endpoints/sendMessage", {"to": to, "from": from_, "body": body})
 
     async def set_event_filter(self) -> None:
         """Ask Asterisk to send this app only the event types the engine handles."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from models import rcml
 from stasis_app.context import VerbExecutor
+from stasis_app.verbs.conference import ConferenceVerb
 from stasis_app.verbs.dial import DialVerb
 from stasis_app.verbs.gather import GatherVerb
 from stasis_app.verbs.hangup import HangupVerb
@@ -15,6 +16,7 @@ from stasis_app.verbs.record import RecordVerb
 from stasis_app.verbs.redirect import RedirectVerb
 from stasis_app.verbs.reject import RejectVerb
 from stasis_app.verbs.say import SayVerb
+from stasis_app.verbs.sms import SmsVerb
 
 __all__ = ["EXECUTORS"]
 
@@ -27,6 +29,8 @@ EXECUTORS: dict[type[rcml.Verb], VerbExecutor[Any]] = {
     rcml.Reject: RejectVerb(),
     rcml.Record: RecordVerb(),
     rcml.Say: SayVerb(),
+    rcml.DialConference: ConferenceVerb(),
+    rcml.Sms: SmsVerb(),
 }
 # <Gather> plays its nested verbs with the executors of this same table (Say nests once it is in it).
 EXECUTORS[rcml.Gather] = GatherVerb(EXECUTORS)

@@ -359,6 +359,14 @@ class FakeAsterisk:
                 return lambda p: self._send_dtmf(channel_id, p.get("dtmf", ""))
             case "GET", ["recordings", "stored", name, "file"]:
                 return lambda _p: self._stored_recording_file(name)
+            case "POST", ["bridges", bridge_id, "play", playback_id]:
+                return lambda p: self._play_bridge(bridge_id, p.get("media", ""), playback_id)
+            case "POST", ["channels", channel_id, "mute"]:
+                return lambda p: self._mute(channel_id, p.get("direction", "both"), True)
+            case "DELETE", ["channels", channel_id, "mute"]:
+                return lambda p: self._mute(channel_id, p.get("direction", "both"), False)
+            case "PUT", ["endpoints", "sendMessage"]:
+                return self._send_message
             case "DELETE", ["playbacks", playback_id]:
                 return lambda _p: self._stop_playback(playback_id)
             case "PUT", ["applications", _app, "eventFilter"]:
@@ -528,6 +536,29 @@ class FakeAsterisk:
         await asyncio.sleep(0)
         return self.stored_recordings[name]
 
+    async def _play_bridge(self, bridge_id: str, media: str, playback_id: str) -> None:
+        self._switch.play_bridge(self._bridge(bridge_id), media, playback_id, self.media_duration)
+        await asyncio.sleep(0)
+
+    async def _mute(self, channel_id: str, direction: str, on: bool) -> None:
+        self._channel(channel_id, stasis=True)
+        if direction not in ("in", "out", "both"):
+            raise _Refused(400, "Invalid direction specified")
+        if on:
+            self._switch.muted[channel_id] = direction
+        else:
+            self._switch.muted.pop(channel_id, None)
+
+    async def _send_message(self, params: dict[str, Any]) -> None:
+        # Asterisk 22.10.1: a technology it has no message handler for is 404 "Endpoint not found"; a pjsip:
+        # endpoint that does not exist is accepted (202) and fails later, in Asterisk's log only.
+        to, from_, body = params.get("to", ""), params.get("from", ""), params.get("body", "")
+        tech, _, resource = to.partition(":")
+        if tech != "pjsip" or not resource:
+            raise _Refused(404, "Endpoint not found")
+        delivered = f"PJSIP/{resource.split('/')[0]}" in self._switch.phones
+        self._switch.messages.append({"to": to, "from": from_, "body": body, "delivered": str(delivered)})
+
     async def _stop_playback(self, playback_id: str) -> None:
         pb = self._switch.playbacks.get(playback_id)
         if pb is None:
@@ -560,6 +591,16 @@ class FakeAsterisk:
     def notifies(self) -> dict[str, list[int]]:
         """The NOTIFY sipfrags each transferor's phone got, in order: 100, 200, 503, 603."""
         return {cid: sub.notifies for cid, sub in self._switch.refers.items()}
+
+    @property
+    def muted(self) -> dict[str, str]:
+        """Channels muted now, with the direction."""
+        return self._switch.muted
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """Out-of-call messages Asterisk accepted (``delivered``: a scripted phone has that endpoint)."""
+        return self._switch.messages
 
     @property
     def ringing(self) -> dict[str, bool]:

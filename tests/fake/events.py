@@ -76,7 +76,7 @@ def playback_json(pb: FakePlayback) -> dict[str, Any]:
     return {
         "id": pb.id,
         "media_uri": pb.media,
-        "target_uri": f"channel:{pb.channel_id}",
+        "target_uri": f"{pb.kind}:{pb.channel_id}",
         "language": "en",
         "state": pb.state,
     }

@@ -121,6 +121,7 @@ class FakePlayback:
     media: str
     state: str = "playing"
     timer: asyncio.TimerHandle | None = None
+    kind: str = "channel"  # or "bridge": then channel_id is the bridge's id
 
 
 @dataclass

@@ -47,6 +47,8 @@ class Switch:
         self.hangup_causes: dict[str, int] = {}
         self.played: dict[str, list[str]] = {}
         self.stray_transfer_progress: list[tuple[str, TransferState]] = []
+        self.muted: dict[str, str] = {}  # channel id -> the direction muted
+        self.messages: list[dict[str, str]] = []  # out-of-call messages sent (to, from, body, delivered)
         self.timers: set[asyncio.TimerHandle] = set()
         self.errors: list[BaseException] = []
         # Told of a hangup after its request, before StasisEnd (a live recording ends and is kept there).
@@ -353,6 +355,8 @@ class Switch:
         self._emit(self.events.left_bridge(br, ch))
 
     def destroy_bridge(self, br: FakeBridge) -> None:
+        for pb in [p for p in self.playbacks.values() if p.kind == "bridge" and p.channel_id == br.id]:
+            self.finish_playback(pb)
         for cid in list(br.channels):
             self.leave(br, self.channels[cid])
         del self.bridges[br.id]
@@ -369,6 +373,14 @@ class Switch:
         if duration is not None and not media.startswith("tone:"):  # tones play until stopped
             pb.timer = self.later(None, duration, self.finish_playback, pb)
         return pb
+
+    def play_bridge(self, br: FakeBridge, media: str, playback_id: str, duration: float) -> None:
+        pb = FakePlayback(playback_id, br.id, media, kind="bridge")
+        self.playbacks[pb.id] = pb
+        self.played.setdefault(br.id, []).append(media)
+        self._emit(self.events.playback_started(pb))
+        if not media.startswith("tone:"):
+            pb.timer = self.later(None, duration, self.finish_playback, pb)
 
     def finish_playback(self, pb: FakePlayback, state: str = "done") -> None:
         if self.playbacks.pop(pb.id, None) is None:
