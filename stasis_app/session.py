@@ -267,6 +267,20 @@ class CallSession(CallMedia):
         base = self.document_source or None
         self.host.spawn(self.host.webhooks.notify(url, method, params, base=base), f"callback-{self.leg.call_sid}")
 
+    def connecting(self, leg: CallLeg) -> bool:
+        if self.connection is not None and self.connection.active:
+            return False
+        answered = [dialed for dialed in self.dial_legs.values() if dialed.is_up]
+        return leg in answered or (leg is self.leg and bool(answered))
+
+    async def connected(self, timeout: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.connecting(self.leg) or any(self.connecting(dialed) for dialed in self.dial_legs.values()):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or self.state is SessionState.ENDED:
+                return
+            await asyncio.sleep(min(0.02, remaining))
+
     def connect(self, peer: CallLeg, bridge: Bridge, refer: tuple[str, HttpMethod] | None = None) -> Connection:
         if peer.virtual and (ready := peer.twin and peer.twin.media_ready) and not ready.done():
             ready.set_result(None)  # the number's app may now play to this call's caller

@@ -185,6 +185,17 @@ class TransferSite(Protocol):
 
     def params(self, leg: CallLeg | None = None) -> dict[str, str]: ...
 
+    def connecting(self, leg: CallLeg) -> bool:
+        """Whether ``leg`` has answered a Dial that is still connecting (bridging the two parties)."""
+
+    async def connected(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until the Dial connecting now has connected, or gave up."""
+
+
+# A phone may REFER right after it answered, before the app has bridged it (under load that takes a while):
+# such a REFER waits this long for the connection instead of being declined at once.
+CONNECT_WAIT_S = 5.0
+
 
 class TransferHost(Protocol):
     """What the transfer service needs of the engine."""
@@ -213,7 +224,7 @@ class Transfers:
     def __init__(self, host: TransferHost) -> None:
         self.host = host
 
-    def on_transfer(self, event: ChannelTransfer) -> None:
+    def on_transfer(self, event: ChannelTransfer, *, waited: bool = False) -> None:
         """Handle a ``ChannelTransfer`` event; echoes of our own ``transfer_progress`` are ignored."""
         if event.state is not None:
             return
@@ -231,6 +242,9 @@ class Transfers:
         if self.host.in_conference(leg.id):
             return self._decline(leg.id, leg.name, "a conference participant may not transfer (as in Restcomm)")
         if connection is None or not connection.active or leg not in (connection.caller, connection.peer):
+            if not waited and site.connecting(leg):
+                self.host.spawn(self._when_connected(event, site), f"refer-wait-{leg.id}")
+                return None
             return self._decline(leg.id, leg.name, "the call is not connected by an RCML Dial")
         if connection.transfer is not None:
             return self._decline(leg.id, leg.name, "a transfer is already in progress on this call")
@@ -254,6 +268,10 @@ class Transfers:
                 target,
             )
         self.host.spawn(self._run(site, connection, transfer), f"transfer-{transfer.id}")
+
+    async def _when_connected(self, event: ChannelTransfer, site: TransferSite) -> None:
+        await site.connected(CONNECT_WAIT_S)
+        self.on_transfer(event, waited=True)
 
     def _decline(self, channel_id: str, name: str, reason: str) -> None:
         log.info("REFER from %s declined: %s", name, reason)

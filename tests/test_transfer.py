@@ -7,6 +7,8 @@ with whom at the end, and that nothing leaked.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from models.config import NumberConfig
@@ -377,4 +379,27 @@ async def test_a_dials_refer_url_handles_its_refer_instead_of_the_numbers(rig):
     assert refer["ReferTransferTarget"] == "<sip:carol>"
     assert rig.fake.notifies[bob] == [100, 200]
     assert rig.fake.bridged_with(alice) == {rig.channel_named("PJSIP/carol")}
+    await hang_up_everyone(rig)
+
+
+async def test_a_refer_right_after_the_answer_waits_for_the_bridge_instead_of_being_declined(rig, monkeypatch):
+    rig.web.xml("/refer.xml", REFER_TO_TARGET)
+    rig.fake.phone("PJSIP/carol", answer_after=0.02)
+    slow = rig.fake._add_to_bridge
+
+    async def busy_app(bridge_id: str, channel_id: str) -> None:
+        await asyncio.sleep(0.2)  # the app is slow to bridge, as under load
+        await slow(bridge_id, channel_id)
+
+    monkeypatch.setattr(rig.fake, "_add_to_bridge", busy_app)
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: any(c.name.startswith("PJSIP/bob") and c.state == "Up" for c in rig.fake.channels.values()))
+    bob = rig.channel_named("PJSIP/bob")
+    assert not rig.fake.bridged_with(alice)  # Bob answered; the app has not bridged him yet
+
+    await rig.fake.refer(bob, "1002")
+    await rig.until(lambda: bob not in rig.fake.channels, timeout=5)
+
+    assert rig.fake.notifies[bob] == [100, 200]
+    assert len(rig.web.calls("/refer.xml")) == 1
     await hang_up_everyone(rig)
