@@ -164,6 +164,9 @@ class LimitSettings(_Config):
     max_calls: int = Field(default=1000, ge=1, le=100_000)
     # Event-loop lag in milliseconds (how late a 50 ms timer fires) above which new calls are refused; 0: off.
     max_loop_lag_ms: float = Field(default=250.0, ge=0, le=60_000)
+    # How old a new call's StasisStart may be when the app gets to it (Asterisk's timestamp): older means the app
+    # is behind Asterisk (its events queue up there), so new calls are refused until it catches up; 0: off.
+    max_event_age_ms: float = Field(default=1000.0, ge=0, le=600_000)
 
 
 class NumberConfig(_Config):

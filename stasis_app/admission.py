@@ -1,5 +1,6 @@
 """Admission control: a new call is refused at StasisStart when the app is at its ceiling, so the calls already
-up keep what they need. Two measures, both cheap: the calls running now, and how late the event loop runs.
+up keep what they need. Two measures, both cheap: the calls running now, how late the event loop runs, and how
+far behind Asterisk the app is (the age of the new call's StasisStart).
 
 A refused call is hung up with ``congestion`` (Q.850 34: the phone sees 503) before any webhook is requested;
 refusals are counted and logged at most once a second, whatever the rate.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 
 from models.config import LimitSettings
 
@@ -42,11 +44,15 @@ class Admission:
             await asyncio.gather(self._probe, return_exceptions=True)
             self._probe = None
 
-    def admit(self, calls_up: int) -> bool:
-        """True if a new call may start now, with ``calls_up`` calls running; else counts and maybe logs."""
+    def admit(self, calls_up: int, timestamp: str = "") -> bool:
+        """True if a new call may start now, with ``calls_up`` calls running and its StasisStart stamped
+        ``timestamp`` by Asterisk; else counts and maybe logs."""
         why = None
+        age_ms = _age_ms(timestamp) if self.limits.max_event_age_ms and timestamp else 0.0
         if calls_up >= self.limits.max_calls:
             why = f"{calls_up} calls up (max_calls {self.limits.max_calls})"
+        elif age_ms > self.limits.max_event_age_ms:
+            why = f"the app is {age_ms:.0f} ms behind Asterisk (max_event_age_ms {self.limits.max_event_age_ms:.0f})"
         elif self.limits.max_loop_lag_ms and self.lag_ms > self.limits.max_loop_lag_ms:
             why = f"event loop {self.lag_ms:.0f} ms late (max_loop_lag_ms {self.limits.max_loop_lag_ms:.0f})"
         if why is None:
@@ -67,3 +73,14 @@ class Admission:
             late = (loop.time() - before - _TICK_S) * 1000
             # A spike counts at once; calm returns over a few ticks, so one slow callback does not flap.
             self.lag_ms = max(late, self.lag_ms * 0.5)
+
+
+def _age_ms(timestamp: str) -> float:
+    """How long ago Asterisk stamped an event (``2026-12-02T21:16:58.404+0000``); 0 when it cannot tell."""
+    try:
+        stamped = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return 0.0
+    if stamped.tzinfo is None:
+        return 0.0
+    return max(0.0, (datetime.now(UTC) - stamped).total_seconds() * 1000)

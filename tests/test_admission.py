@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -67,4 +68,21 @@ async def test_a_late_event_loop_refuses_new_calls_until_it_recovers(rig, caplog
     await rig.until(lambda: len(rig.web.calls("/1001.xml")) == 1)
     await rig.until(lambda: second not in rig.fake.channels)
     await rig.idle()
+    rig.fake.assert_nothing_leaked()
+
+
+async def test_a_call_the_app_gets_to_late_is_refused_while_it_catches_up(rig, caplog):
+    rig.engine.admission.limits = LimitSettings(max_event_age_ms=500)
+    rig.web.xml("/1001.xml", "<Response><Hangup/></Response>")
+    late = datetime.now(UTC) - timedelta(seconds=2)
+    stamp = late.strftime("%Y-%m-%dT%H:%M:%S.") + f"{late.microsecond // 1000:03d}+0000"
+
+    refused = await rig.fake.call_in("alice", "1001", timestamp=stamp)
+    on_time = await rig.call("alice", "1001")
+    await rig.idle()
+
+    assert rig.fake.hangup_causes[refused] == 34
+    assert rig.fake.hangup_causes[on_time] != 34
+    assert len(rig.web.calls("/1001.xml")) == 1
+    assert "behind Asterisk" in caplog.text
     rig.fake.assert_nothing_leaked()

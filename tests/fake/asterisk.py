@@ -265,8 +265,12 @@ class FakeAsterisk:
         self._switch.phones[endpoint] = phone
         return phone
 
-    async def call_in(self, caller: str = "alice", exten: str = "1001", *, context: str = "rcml") -> str:
-        """``PJSIP/<caller>`` dials ``exten``; the channel enters Stasis ringing. Returns its id."""
+    async def call_in(
+        self, caller: str = "alice", exten: str = "1001", *, context: str = "rcml", timestamp: str | None = None
+    ) -> str:
+        """``PJSIP/<caller>`` dials ``exten``; the channel enters Stasis ringing (its StasisStart stamped
+        ``timestamp``, e.g. a past time for an event that queued in Asterisk). Returns its id."""
+        self._switch.events.stamp = timestamp
         ch = self._switch.inbound(caller, exten, context)
         await asyncio.sleep(0)
         return ch.id

@@ -87,11 +87,13 @@ class EventBuilder:
 
     def __init__(self, app: str) -> None:
         self.app = app
+        self.stamp: str | None = None  # the next event's timestamp, when a test sets one (an event that queued)
 
     def _event(self, type_: str, **fields: Any) -> dict[str, Any]:
+        stamp, self.stamp = self.stamp, None
         return {
             "type": type_,
-            "timestamp": timestamp(),
+            "timestamp": stamp or timestamp(),
             **fields,
             "asterisk_id": ASTERISK_ID,
             "application": self.app,
