@@ -20,53 +20,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from models.config import NumberConfig
+from tests.contract import Step, step
 from tests.rig import Rig
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
 EXAMPLE_APPS = Path(__file__).resolve().parent.parent / "examples" / "apps"
-
-Step = tuple[str, ...]
-
-
-def role(channel: dict[str, Any]) -> str:
-    """``PJSIP/alice-00000001`` -> ``alice``; ``Local/1002@rcml-00000002;2`` -> ``Local;2``."""
-    name = channel["name"]
-    if name.startswith("Local/"):
-        return "Local;" + name.rsplit(";", 1)[1]
-    return name.split("/", 1)[1].rsplit("-", 1)[0]
-
-
-def step(event: dict[str, Any]) -> Step:
-    """One event as the engine sees it, without ids, names or times."""
-    kind = event["type"]
-    match kind:
-        case "StasisStart":
-            channel = event["channel"]
-            return (kind, role(channel), channel["state"], ",".join(event["args"]))
-        case "StasisEnd" | "ChannelEnteredBridge" | "ChannelLeftBridge":
-            return (kind, role(event["channel"]))
-        case "ChannelStateChange":
-            return (kind, role(event["channel"]), event["channel"]["state"])
-        case "Dial":
-            return (kind, role(event["peer"]), event["dialstatus"])
-        case "ChannelHangupRequest":
-            return (kind, role(event["channel"]), str(event.get("cause")), str(event.get("soft")))
-        case "ChannelDestroyed":
-            return (kind, role(event["channel"]), str(event["cause"]))
-        case "ChannelTransfer":
-            return (kind, role(event["referred_by"]["source_channel"]), str(event.get("state")))
-        case "PlaybackStarted" | "PlaybackFinished":
-            playback = event["playback"]
-            return (kind, playback["media_uri"], playback["state"])
-        case "BridgeDestroyed":
-            return (kind,)
-        case _:
-            return (kind, "?")
 
 
 def captured(name: str) -> list[Step]:
