@@ -8,9 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from models.rcml import Document, HttpMethod
-from stasis_app.errors import MarkupError, WebhookError
-from stasis_app.redact import redact_url
+from models.rcml import HttpMethod
 
 __all__ = ["Callbacks", "Fetcher"]
 
@@ -20,9 +18,9 @@ log = logging.getLogger(__name__)
 class Fetcher(Protocol):
     """The engine's requester (:class:`stasis_app.webhook.Webhooks`)."""
 
-    async def fetch(
+    async def notify(
         self, url: str, method: HttpMethod, params: Mapping[str, str], *, base: str | None = None
-    ) -> Document: ...
+    ) -> None: ...
 
 
 class Callbacks:
@@ -39,12 +37,8 @@ class Callbacks:
         task.add_done_callback(self._tasks.discard)
 
     async def _post(self, url: str, method: HttpMethod, params: Mapping[str, str], base: str | None) -> None:
-        try:
-            await self._fetcher.fetch(url, method, params, base=base)
-        except MarkupError:
-            pass  # the answer to a status callback is not RCML, and need not be
-        except WebhookError as exc:
-            log.info("status callback %s failed: %s", redact_url(url), exc)
+        # The requester's notify() never raises: a failure is its one log line, and the answer is not read.
+        await self._fetcher.notify(url, method, params, base=base)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (at most ``timeout`` seconds) for the callbacks in flight, each bounded by the webhook deadline."""

@@ -263,9 +263,7 @@ class CallSession(CallMedia):
         await (await self.bridge()).join(self.ari, leg)
 
     def notify(self, url: str, method: HttpMethod, extra: Mapping[str, str]) -> None:
-        params = self.params() | dict(extra)
-        base = self.document_source or None
-        self.host.spawn(self.host.webhooks.notify(url, method, params, base=base), f"callback-{self.leg.call_sid}")
+        self.host.callbacks.post(url, method, self.params() | dict(extra), base=self.document_source or None)
 
     def connecting(self, leg: CallLeg) -> bool:
         if self.connection is not None and self.connection.active:
@@ -316,7 +314,7 @@ class CallSession(CallMedia):
             return url  # requested as written: it fails then, in one line
 
     def post(self, url: str, method: HttpMethod, extra: Mapping[str, str]) -> None:
-        self.host.callbacks.post(self.absolute(url), method, self.params() | dict(extra))
+        self.notify(self.absolute(url), method, extra)
 
     async def send_message(self, to: str, from_: str, body: str) -> None:
         await self.ari.send_message(to, from_, body)
@@ -413,8 +411,7 @@ class CallSession(CallMedia):
         answered = self.leg.answered_at
         duration = round(time.monotonic() - answered) if answered is not None else 0
         params = self.params() | {"CallDuration": str(duration)}
-        coro = self.host.webhooks.notify(url, self._number.status_callback_method, params)
-        self.host.spawn(coro, f"status-{self.leg.call_sid}")
+        self.host.callbacks.post(url, self._number.status_callback_method, params)
 
     async def _finish(self, outcome: Outcome) -> None:
         self.set_state(SessionState.ENDING, type(outcome).__name__)
