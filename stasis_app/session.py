@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from enum import Enum
 from typing import Any, Protocol
 
@@ -20,6 +19,7 @@ from models.rcml import Document, HttpMethod, Verb
 from stasis_app.ari.protocol import AsteriskApi, HangupReason
 from stasis_app.bridges import PREFIX, Bridge
 from stasis_app.call_media import CallMedia
+from stasis_app.call_requests import API_VERSION, CallRequests, DocumentBudgetSpent, Requester
 from stasis_app.callbacks import Callbacks
 from stasis_app.conference import Conferences
 from stasis_app.context import Needs
@@ -36,36 +36,12 @@ __all__ = ["API_VERSION", "CallSession", "Requester", "SessionHost", "SessionSta
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "2012-04-24"
-
 # A Dial that did not connect ends the call with a matching cause, so a caller that reached this number through
 # another number's <Dial> (a Local channel) sees busy as busy.
 _END_CAUSE: dict[str, HangupReason] = {"busy": "busy", "no-answer": "no_answer", "failed": "congestion"}
 
-# Documents one call may run (its first, then each Redirect, Dial action or Refer app): an app that redirects
-# to itself, or re-dials an undialable number from its action forever, ends here instead of spinning.
-MAX_DOCUMENTS = 100
-
 # Calls to our own numbers nested in one another, in-process (1001 dials 1002 which dials 1003...).
 MAX_NESTING = 8
-
-
-class DocumentBudgetSpent(StasisRcmlError):
-    """The call asked for more documents than :data:`MAX_DOCUMENTS`."""
-
-
-class Requester(Protocol):
-    """The one way to request an application URL (Voice URL, Refer URL, Dial action, Redirect)."""
-
-    async def fetch(
-        self, url: str, method: HttpMethod, params: Mapping[str, str], *, base: str | None = None
-    ) -> Document: ...
-
-    async def fetch_voice(self, number: NumberConfig, params: Mapping[str, str]) -> Document:
-        """A new call's first document: the number's Voice URL, or its Voice Fallback URL when that fails."""
-
-    async def notify(self, url: str, method: HttpMethod, params: Mapping[str, str], *, base: str | None = None) -> None:
-        """Request a status callback URL and ignore its answer; never raises (a failure is one log line)."""
 
 
 class SessionHost(Protocol):
@@ -98,8 +74,10 @@ class SessionState(Enum):
     ENDED = "ended"
 
 
-class CallSession(CallMedia):
+class CallSession(CallMedia, CallRequests):
     """Runs RCML on ``leg``. A Dial's legs and the bridge belong to the session until it ends or hands them on."""
+
+    host: SessionHost
 
     def __init__(
         self,
@@ -149,21 +127,6 @@ class CallSession(CallMedia):
     def number(self) -> NumberConfig:
         return self._number
 
-    def params(self, leg: CallLeg | None = None) -> dict[str, str]:
-        """The standard request parameters of a leg's call, as Restcomm sends them."""
-        leg = leg or self.leg
-        return {
-            "CallSid": leg.call_sid,
-            "AccountSid": self.settings.webhooks.account_sid,
-            "From": leg.party.from_,
-            "To": leg.party.to,
-            "CallStatus": leg.call_status(),
-            "ApiVersion": API_VERSION,
-            "Direction": leg.role.value,
-            "CallerName": leg.party.caller_name,
-            "ForwardedFrom": leg.party.forwarded_from,
-        }
-
     # -- CallContext ------------------------------------------------------------------------------------------
 
     @property
@@ -185,12 +148,6 @@ class CallSession(CallMedia):
     @property
     def media(self) -> MediaService:
         return self.host.media
-
-    async def fetch(self, url: str, method: HttpMethod, extra: Mapping[str, str] | None = None) -> Document:
-        if self.documents >= MAX_DOCUMENTS:
-            raise DocumentBudgetSpent(f"number {self._number.number}: {self.documents} documents in one call")
-        params = self.params() | dict(extra or {})
-        return await self.host.webhooks.fetch(url, method, params, base=self.document_source or None)
 
     def new_leg(self, endpoint: str, party: Party) -> CallLeg:
         leg = CallLeg(Channel(id=uuid.uuid4().hex, name=endpoint), LegRole.DIALED, party, state=LegState.CALLING)
@@ -262,9 +219,6 @@ class CallSession(CallMedia):
             return  # its audio is already in the bridge: the caller whose Dial rang it, or that call's callee
         await (await self.bridge()).join(self.ari, leg)
 
-    def notify(self, url: str, method: HttpMethod, extra: Mapping[str, str]) -> None:
-        self.host.callbacks.post(url, method, self.params() | dict(extra), base=self.document_source or None)
-
     def connecting(self, leg: CallLeg) -> bool:
         if self.connection is not None and self.connection.active:
             return False
@@ -306,15 +260,6 @@ class CallSession(CallMedia):
     @property
     def conferences(self) -> Conferences:
         return self.host.conferences
-
-    def absolute(self, url: str) -> str:
-        try:
-            return resolve_url(url, self.document_source or None)
-        except WebhookError:
-            return url  # requested as written: it fails then, in one line
-
-    def post(self, url: str, method: HttpMethod, extra: Mapping[str, str]) -> None:
-        self.notify(self.absolute(url), method, extra)
 
     async def send_message(self, to: str, from_: str, body: str) -> None:
         await self.ari.send_message(to, from_, body)
@@ -402,16 +347,6 @@ class CallSession(CallMedia):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
             self._interrupt = None
-
-    def _call_ended(self) -> None:
-        """The number's StatusCallback, for a call that came to it (not a leg a transfer took over)."""
-        url = self._number.status_callback
-        if url is None or self.leg.role is not LegRole.INBOUND:
-            return
-        answered = self.leg.answered_at
-        duration = round(time.monotonic() - answered) if answered is not None else 0
-        params = self.params() | {"CallDuration": str(duration)}
-        self.host.callbacks.post(url, self._number.status_callback_method, params)
 
     async def _finish(self, outcome: Outcome) -> None:
         self.set_state(SessionState.ENDING, type(outcome).__name__)
