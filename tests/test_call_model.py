@@ -12,10 +12,10 @@ import pytest
 from models.config import NumberConfig
 from models.rcml import Play
 from stasis_app import verbs
+from stasis_app.call_requests import MAX_DOCUMENTS
 from stasis_app.context import CallContext, Needs
 from stasis_app.logs import CallSidFilter
 from stasis_app.outcomes import HangupCall, Outcome
-from stasis_app.session import MAX_DOCUMENTS
 from tests.fake.asterisk import _Refused
 from tests.rig import WEB, Rig
 
