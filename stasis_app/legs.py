@@ -155,6 +155,8 @@ class CallLeg:
         self.twin: CallLeg | None = None
         self.media: CallLeg | None = None
         self.media_ready: asyncio.Future[None] | None = None
+        # A virtual dialed leg: resolved once its number's app has put its first request to Asterisk under way.
+        self.underway: asyncio.Future[None] | None = None
         self._listeners: list[LegEvents] = []
         self.on_change: list[Callable[[CallLeg], None]] = []  # told after each state change (status callbacks)
         loop = asyncio.get_running_loop()
@@ -260,6 +262,7 @@ def virtual_pair(caller: CallLeg, dialed_party: Party, inbound_party: Party, nam
         leg.virtual, leg.twin = True, other
     inbound.media = caller
     inbound.media_ready = loop.create_future()
+    dialed.underway = loop.create_future()
     return dialed, inbound
 
 

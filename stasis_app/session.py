@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from models.ari import Channel
 from models.config import NumberConfig, Settings
-from models.rcml import Document, HttpMethod, Verb
+from models.rcml import Dial, Document, HttpMethod, Verb
 from stasis_app.ari.protocol import AsteriskApi, HangupReason
 from stasis_app.bridges import PREFIX, Bridge
 from stasis_app.call_media import CallMedia
@@ -171,11 +171,19 @@ class CallSession(CallMedia, CallRequests):
                 originator=media.id if (media := self.leg.media_leg) is not None else None,
             )
         except AriError as exc:
+            self._under_way()
             log.warning("number %s: cannot dial %s: %s", self._number.number, endpoint, exc.reason)
             # No channel was made, so no event will ever say it ended: it ends here.
             leg.set_state(LegState.GONE, f"originate refused: {exc.reason}", cause=34)
             return False
+        self._under_way()
         return True
+
+    def _under_way(self) -> None:
+        """Tell the Dial that rang this number in-process that its app's first request is out (see Dial._ring)."""
+        twin = self.leg.twin
+        if twin is not None and twin.underway is not None and not twin.underway.done():
+            twin.underway.set_result(None)
 
     async def hang_up(self, leg: CallLeg, reason: HangupReason = "normal") -> None:
         await hang_up(self.ari, leg, reason)
@@ -310,6 +318,8 @@ class CallSession(CallMedia, CallRequests):
             verb = verbs[index]
             index += 1
             executor = EXECUTORS[type(verb)]
+            if not isinstance(verb, Dial):
+                self._under_way()
             if executor.needs is Needs.ANSWERED:
                 await self.answer()
             outcome = await self._run_verb(executor.execute(self, verb))
@@ -350,6 +360,7 @@ class CallSession(CallMedia, CallRequests):
 
     async def _finish(self, outcome: Outcome) -> None:
         self.set_state(SessionState.ENDING, type(outcome).__name__)
+        self._under_way()
         try:
             await self.stop_ringing()
             if self.connection is not None:

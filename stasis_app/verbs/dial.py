@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # Asterisk's own dial timeout is a backstop only (if this app dies, nothing rings forever); ours decides.
 _ORIGINATE_GRACE_S = 5
+_RINGBACK_WAIT_S = 0.1
 _MAX_TIME_LIMIT_S = 7 * 24 * 3600  # loop.call_later overflows on absurd values; a week is past any real call
 
 
@@ -148,7 +149,15 @@ class _DialAttempt:
             variables = {f"PJSIP_HEADER(add,{name})": value for name, value in headers.items()} or None
             jobs.append(call.originate(leg, endpoint, shown, self.verb.timeout + _ORIGINATE_GRACE_S, variables))
         # Independent REST calls go out together, the originates first: the INVITE is what someone waits for.
-        await asyncio.gather(*jobs, call.bridge(), call.ring())
+        underway = [leg.underway for leg in self.legs if leg.underway is not None]
+        if not underway:
+            await asyncio.gather(*jobs, call.bridge(), call.ring())
+        else:
+            # One of our numbers in-process: its app's INVITE (or answer) goes first, the ringback after it. Its
+            # app may be slow to fetch: the caller hears ringing after at most _RINGBACK_WAIT_S all the same.
+            await asyncio.gather(*jobs, call.bridge())
+            await asyncio.wait(underway, timeout=_RINGBACK_WAIT_S)
+            await call.ring()
         if self.watcher is not None:
             self.watcher.dial_started([leg.id for leg in self.legs if not leg.is_gone])
         return await self._first_answer()
