@@ -185,6 +185,8 @@ class Engine:
                 kind, _, target = recording.target_uri.partition(":")
                 if kind == "channel" and (leg := self.legs.get(target)) is not None:
                     leg.deliver(event)
+                elif kind == "bridge" and (bridge := self.bridges.get(target)) is not None:
+                    bridge.recording_ended(recording)  # a Dial's record
             case ChannelDtmfReceived(channel=channel):
                 if (leg := self.legs.get(channel.id)) is not None:
                     leg.deliver(event)
