@@ -11,8 +11,9 @@ What it copies from Asterisk 22.10.1 (tests/e2e/test_media_e2e.py, the sandbox's
 - no recording spool (a full or missing disk): record answers 500 and no event follows.
 
 ``POST /bridges/{id}/record`` (a Dial's ``record``) records the bridge's mix: ``target_uri`` ``bridge:ID``, the
-same events; it ends when stopped or when the bridge is destroyed. Its duration is the time it ran (talk does
-not apply).
+same events (seen on the sandbox: RecordingStarted "recording", then RecordingFinished "done" with only
+``duration``, the whole time it ran, untrimmed); no ChannelEnteredBridge reaches the app for Asterisk's
+``Recorder/`` channel. It ends when stopped; destroying the bridge ends it too (assumed, as a hangup does).
 
 Assumptions: a bridged channel answers 409 (ARI's documented reason), as does a name already stored or live;
 ``DELETE /recordings/live/{name}`` cancels (RecordingFinished, state "canceled", nothing stored); a failing
@@ -62,7 +63,9 @@ class FakeRecording:
             "state": self.state,
             "target_uri": f"{self.kind}:{self.channel_id}",
         }
-        if self.duration is not None:
+        if self.duration is not None and self.kind == "bridge":
+            data["duration"] = self.duration  # 22.10.1 gives a bridge recording no talking/silence durations
+        elif self.duration is not None:
             data |= {"duration": self.duration, "talking_duration": self.duration, "silence_duration": 0}
         if self.cause is not None:
             data["cause"] = self.cause
