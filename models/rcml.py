@@ -55,6 +55,9 @@ class Number(_Rcml):
     kind: Literal["number"] = "number"
     number: str
     status_callback: StatusCallback | None = None
+    # A whisper: RCML run on the callee's leg once it answers, before it is bridged (Twilio's noun url, method).
+    url: str | None = None
+    method: HttpMethod = "POST"
     # DTMF sent to the callee once it answers, before it is bridged (``w``: a half-second pause).
     send_digits: str | None = Field(default=None, alias="sendDigits", pattern=r"^[0-9*#A-DwW]{1,100}$")
 
@@ -65,6 +68,9 @@ class Client(_Rcml):
     kind: Literal["client"] = "client"
     name: str
     status_callback: StatusCallback | None = None
+    # A whisper: RCML run on the callee's leg once it answers, before it is bridged (Twilio's noun url, method).
+    url: str | None = None
+    method: HttpMethod = "POST"
 
 
 class Sip(_Rcml):
@@ -73,6 +79,9 @@ class Sip(_Rcml):
     kind: Literal["sip"] = "sip"
     uri: str
     status_callback: StatusCallback | None = None
+    # A whisper: RCML run on the callee's leg once it answers, before it is bridged (Twilio's noun url, method).
+    url: str | None = None
+    method: HttpMethod = "POST"
 
 
 DialNoun = Number | Client | Sip

@@ -130,6 +130,10 @@ class CallContext(Protocol):
     def let_go(self, leg: CallLeg) -> None:
         """A transfer took ``leg`` over: the call no longer hangs it up when it ends."""
 
+    async def whisper(self, leg: CallLeg, url: str, method: HttpMethod) -> str | None:
+        """Run a Dial noun's ``url`` on ``leg``, answered and not bridged yet: None to connect it, else the
+        ``DialCallStatus`` the Dial goes on with (``no-answer`` when it hung up, ``failed``)."""
+
     def dial_ended(self, status: str) -> None:
         """A Dial ended with ``status``: if the document then ends unanswered, the call ends with its cause."""
 

@@ -477,17 +477,21 @@ def _status_callback(element: etree._Element, src: _Source) -> StatusCallback | 
 
 
 def _number(element: etree._Element, src: _Source) -> DialNoun:
-    digits = _attributes(element, src, ("sendDigits",))
+    extras = _attributes(element, src, ("sendDigits", "url", "method"))
     callback = _status_callback(element, src)
-    return _build(Number, element, src, number=_text(element, src), status_callback=callback, **digits)
+    return _build(Number, element, src, number=_text(element, src), status_callback=callback, **extras)
 
 
 def _client(element: etree._Element, src: _Source) -> DialNoun:
-    return Client(name=_text(element, src), status_callback=_status_callback(element, src))
+    whisper = _attributes(element, src, ("url", "method"))
+    callback = _status_callback(element, src)
+    return _build(Client, element, src, name=_text(element, src), status_callback=callback, **whisper)
 
 
 def _sip(element: etree._Element, src: _Source) -> DialNoun:
-    return Sip(uri=_text(element, src), status_callback=_status_callback(element, src))
+    whisper = _attributes(element, src, ("url", "method"))
+    callback = _status_callback(element, src)
+    return _build(Sip, element, src, uri=_text(element, src), status_callback=callback, **whisper)
 
 
 _VERBS: Mapping[str, Callable[[etree._Element, _Source], Verb]] = {

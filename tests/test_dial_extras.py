@@ -212,3 +212,101 @@ async def test_send_digits_go_to_bob_once_he_answers_before_the_bridge(rig):
     await rig.fake.phone_hangup(alice)
     await rig.idle()
     rig.fake.assert_nothing_leaked()
+
+
+# -- a noun's url: the whisper ---------------------------------------------------------------------------------
+
+
+async def test_whisper_plays_to_bob_before_he_is_bridged_with_alice(rig):
+    rig.web.xml("/1001.xml", dial("", '<Client url="/whisper.xml">bob</Client>'))
+    rig.web.xml("/whisper.xml", "<Response><Play>sound:you-have-a-call</Play></Response>")
+    rig.fake.phone("PJSIP/bob", answer_after=0.01)
+
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: rig.fake.bridged_with(alice))
+    bob = rig.channel_named("PJSIP/bob")
+    assert rig.fake.played[bob] == ["sound:you-have-a-call"]
+    assert alice not in rig.fake.played  # Alice does not hear the whisper
+    joins = [
+        i for i, (_m, path, p) in enumerate(rig.fake.rest_log) if path.endswith("/addChannel") and p["channel"] == bob
+    ]
+    plays = [i for i, (_m, path, _p) in enumerate(rig.fake.rest_log) if path.startswith(f"/channels/{bob}/play")]
+    assert plays[0] < joins[0]
+    (whisper,) = rig.web.calls("/whisper.xml")
+    (voice,) = rig.web.calls("/1001.xml")
+    assert whisper["CallSid"] != voice["CallSid"]  # the callee's own call
+    assert (whisper["Direction"], whisper["CallStatus"], whisper["To"]) == ("outbound-dial", "in-progress", "bob")
+    await rig.fake.phone_hangup(alice)
+    await rig.idle()
+    assert rig.web.calls("/after")[0]["DialCallStatus"] == "completed"
+    rig.fake.assert_nothing_leaked()
+
+
+async def test_whisper_that_hangs_up_is_a_dial_nobody_answered(rig):
+    rig.web.xml("/1001.xml", dial("", '<Number url="/whisper.xml">5551234</Number>', "<Play>sound:sorry</Play>"))
+    rig.web.xml("/whisper.xml", '<Response><Pause length="0"/><Hangup/></Response>')
+    rig.web.xml("/after", "<Response><Play>sound:sorry</Play></Response>")
+    rig.fake.phone("PJSIP/5551234@trunk", answer_after=0.01)
+
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: rig.web.calls("/after"))
+    await rig.until(lambda: rig.fake.played.get(alice))
+    await rig.idle()
+
+    (action,) = rig.web.calls("/after")
+    assert action["DialCallStatus"] == "no-answer"
+    assert rig.fake.played[alice] == ["sound:sorry"]
+    assert not [p for _m, path, p in rig.fake.rest_log if path.endswith("/addChannel") and p["channel"] != alice]
+    rig.fake.assert_nothing_leaked()
+
+
+async def test_whisper_gather_lets_bob_accept_with_a_key(rig):
+    rig.web.xml("/1001.xml", dial("", '<Client url="/whisper.xml" method="GET">bob</Client>'))
+    rig.web.xml(
+        "/whisper.xml",
+        '<Response><Gather numDigits="1" timeout="3" action="/accept.xml"><Play>sound:press-1</Play></Gather>'
+        "<Hangup/></Response>",
+    )
+    rig.web.xml("/accept.xml", "<Response><Play>sound:connecting</Play></Response>")
+    rig.fake.phone("PJSIP/bob", answer_after=0.01)
+
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: rig.web.calls("/whisper.xml"))
+    await rig.until(lambda: [c for c in rig.fake.channels.values() if c.name.startswith("PJSIP/bob")])
+    bob = rig.channel_named("PJSIP/bob")
+    await rig.until(lambda: rig.fake.played.get(bob))
+    await rig.fake.phone_dtmf(bob, "1")
+    await rig.until(lambda: rig.fake.bridged_with(alice))
+
+    assert rig.web.calls("/accept.xml")[0]["Digits"] == "1"
+    assert rig.fake.played[bob] == ["sound:press-1", "sound:connecting"]
+    await rig.fake.phone_hangup(bob)
+    await rig.idle()
+    rig.fake.assert_nothing_leaked()
+
+
+async def test_whisper_url_that_fails_is_a_failed_dial(rig):
+    rig.web.xml("/1001.xml", dial("", '<Client url="/missing.xml">bob</Client>'))
+    rig.fake.phone("PJSIP/bob", answer_after=0.01)
+
+    await rig.call("alice", "1001")
+    await rig.idle()
+
+    assert rig.web.calls("/after")[0]["DialCallStatus"] == "failed"
+    assert not [path for _m, path, _p in rig.fake.rest_log if path.endswith("/addChannel")]  # nobody was bridged
+    rig.fake.assert_nothing_leaked()
+
+
+async def test_alice_hanging_up_during_the_whisper_ends_it_and_bob(rig):
+    rig.web.xml("/1001.xml", dial("", '<Client url="/whisper.xml">bob</Client>'))
+    rig.web.xml("/whisper.xml", '<Response><Pause length="30"/></Response>')
+    rig.fake.phone("PJSIP/bob", answer_after=0.01)
+
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: rig.web.calls("/whisper.xml"))
+    await rig.fake.phone_hangup(alice)
+    await rig.idle(timeout=3)
+
+    assert rig.web.calls("/after")[0]["DialCallStatus"] == "canceled"
+    assert not [path for _m, path, _p in rig.fake.rest_log if path.endswith("/addChannel")]
+    rig.fake.assert_nothing_leaked()

@@ -89,6 +89,12 @@ def test_dial_extras_are_parsed():
     assert dial.nouns == (Number(number="1002", send_digits="ww1234#"),)
 
 
+def test_a_noun_url_is_its_whisper():
+    dial = only('<Dial><Client url="/w.xml" method="get">bob</Client><Sip url="w2.xml">sip:c@h</Sip></Dial>')
+    assert isinstance(dial, Dial)
+    assert dial.nouns == (Client(name="bob", url="/w.xml", method="GET"), Sip(uri="sip:c@h", url="w2.xml"))
+
+
 @pytest.mark.parametrize(
     ("written", "record"),
     [

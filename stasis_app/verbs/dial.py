@@ -193,7 +193,12 @@ class _DialAttempt:
     async def _connect(self, winner: CallLeg) -> DialResult:
         call, caller = self.call, self.call.caller
         ring_duration = self._elapsed()
-        await self.extras.answered(winner)
+        declined = await self.extras.answered(winner)
+        if declined is not None:  # its whisper hung up or failed: as if it had not answered
+            declined = "canceled" if caller.is_gone else declined
+            await call.hang_up(winner)
+            self._decided(declined, None)
+            return DialResult(declined, winner.call_sid, ring_duration=ring_duration)
         bridge = await call.bridge()
         joined = await asyncio.gather(self._join_caller(), call.join(winner), return_exceptions=True)
         failures = [exc for exc in joined if isinstance(exc, BaseException) and not isinstance(exc, CallGone)]

@@ -12,6 +12,7 @@ connected, over) and does nothing for an attribute that is not set.
 - ``ringbackTone``: Asterisk media (``tone:``, ``sound:``) or a URL played to the caller, answered first (ARI
   has no early media of its own), over and over until the Dial is decided, instead of 180 Ringing.
 - ``sendDigits``: DTMF sent to the callee once it answers, before it is bridged with the caller.
+- a noun's ``url``: its whisper (:mod:`stasis_app.whisper`), after ``sendDigits``, before the bridge.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 import uuid
 
 from models.ari import ChannelDtmfReceived, LiveRecording
-from models.rcml import Dial, DialNoun, Number
+from models.rcml import Dial, DialNoun, HttpMethod, Number
 from stasis_app.bridges import Bridge
 from stasis_app.context import CallContext
 from stasis_app.errors import AriError
@@ -47,6 +48,7 @@ class DialExtras:
         self.verb = verb
         self.star: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._digits: dict[str, str] = {}  # leg id -> its noun's sendDigits
+        self._whispers: dict[str, tuple[str, HttpMethod]] = {}  # leg id -> its noun's url, method
         self._recording: tuple[str, asyncio.Future[LiveRecording]] | None = None
         self._tasks: list[asyncio.Task[None]] = []  # the ringback
         self._star_task: asyncio.Task[None] | None = None
@@ -59,6 +61,8 @@ class DialExtras:
     def dialing(self, leg: CallLeg, noun: DialNoun) -> None:
         if isinstance(noun, Number) and noun.send_digits:
             self._digits[leg.id] = noun.send_digits
+        if noun.url:
+            self._whispers[leg.id] = (noun.url, noun.method)
 
     # -- ringing ----------------------------------------------------------------------------------------------
 
@@ -98,15 +102,21 @@ class DialExtras:
 
     # -- answered and connected -------------------------------------------------------------------------------
 
-    async def answered(self, winner: CallLeg) -> None:
-        """The callee answered: its ``sendDigits`` before it is bridged."""
+    async def answered(self, winner: CallLeg) -> str | None:
+        """The callee answered: its ``sendDigits``, then its whisper, before it is bridged. None: connect it;
+        else the ``DialCallStatus`` the Dial ends with (the whisper hung up or failed)."""
+        if winner.virtual:
+            return None  # one of our numbers, run in-process: no channel of its own to send to or run on
         digits = self._digits.get(winner.id)
-        if digits is None or winner.virtual:
-            return
-        try:
-            await self.call.send_digits_to(winner, digits)
-        except AriError as exc:  # gone (the Dial sees it) or refused: the call goes on either way
-            log.warning("number %s: <Number> sendDigits to %s not sent: %s", self._number, winner.name, exc.reason)
+        if digits is not None:
+            try:
+                await self.call.send_digits_to(winner, digits)
+            except AriError as exc:  # gone (the Dial sees it) or refused: the call goes on either way
+                log.warning("number %s: <Number> sendDigits to %s not sent: %s", self._number, winner.name, exc.reason)
+        whisper = self._whispers.get(winner.id)
+        if whisper is None or winner.is_gone:
+            return None
+        return await self.call.whisper(winner, *whisper)
 
     async def connected(self, bridge: Bridge) -> None:
         """Caller and callee are in ``bridge``."""
