@@ -52,7 +52,8 @@ async def run_whisper(host: SessionHost, dialer: CallSession, leg: CallLeg, url:
         if not running.done():
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
-        host.register(leg, dialer)  # the leg is the Dial's again
+        if not leg.is_gone:
+            host.register(leg, dialer)  # the leg is the Dial's again (a gone one is forgotten already)
 
 
 async def _run(callee: CallSession, url: str, method: HttpMethod) -> str | None:

@@ -310,3 +310,20 @@ async def test_alice_hanging_up_during_the_whisper_ends_it_and_bob(rig):
     assert rig.web.calls("/after")[0]["DialCallStatus"] == "canceled"
     assert not [path for _m, path, _p in rig.fake.rest_log if path.endswith("/addChannel")]
     rig.fake.assert_nothing_leaked()
+
+
+async def test_bob_hanging_up_during_the_whisper_is_a_failed_dial_and_alice_goes_on(rig):
+    rig.web.xml("/1001.xml", dial("", '<Client url="/whisper.xml">bob</Client>'))
+    rig.web.xml("/whisper.xml", '<Response><Pause length="30"/></Response>')
+    rig.web.xml("/after", "<Response><Play>sound:sorry</Play></Response>")
+    rig.fake.phone("PJSIP/bob", answer_after=0.01)
+
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: rig.web.calls("/whisper.xml"))
+    await rig.fake.phone_hangup(rig.channel_named("PJSIP/bob"))
+    await rig.until(lambda: rig.fake.played.get(alice))
+    await rig.idle(timeout=3)
+
+    assert rig.web.calls("/after")[0]["DialCallStatus"] == "failed"
+    assert rig.fake.played[alice] == ["sound:sorry"]
+    rig.fake.assert_nothing_leaked()

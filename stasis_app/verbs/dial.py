@@ -99,13 +99,16 @@ class _DialAttempt:
             winner = await self._ring()
         finally:
             await self.extras.stop_ringing()
-        if winner is None:
-            status = self._failed_status()
-            self._decided(status, None)
-            result = DialResult(status, ring_duration=self._elapsed())
-        else:
-            result = await self._connect(winner)
-        return dataclasses.replace(result, recording=await self.extras.finish())
+        try:
+            if winner is None:
+                status = self._failed_status()
+                self._decided(status, None)
+                result = DialResult(status, ring_duration=self._elapsed())
+            else:
+                result = await self._connect(winner)
+        finally:
+            await self.extras.close()
+        return dataclasses.replace(result, recording=await self.extras.recorded())
 
     def _decided(self, status: str, winner: CallLeg | None) -> None:
         if self.watcher is not None:

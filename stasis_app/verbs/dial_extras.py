@@ -69,7 +69,8 @@ class DialExtras:
     async def ring(self) -> None:
         """Let the caller hear the ringing, or the Dial's ``ringbackTone``."""
         tone = self.verb.ringback_tone
-        if tone is None or not self.call.has_media():
+        # One of our numbers run in-process answering would answer the Dial that rang it: plain ringing there.
+        if tone is None or self.call.caller.virtual or not self.call.has_media():
             await self.call.ring()
             return
         try:
@@ -147,13 +148,16 @@ class DialExtras:
             return
         self._recording = (name, ended)
 
-    async def finish(self) -> dict[str, str]:
-        """The Dial is over: stop what runs; the recording's parameters for the ``action`` (none if none)."""
+    async def close(self) -> None:
+        """The Dial is over, however it ended: stop listening for ``*``."""
         star, self._star_task = self._star_task, None
         if star is not None:
             star.cancel()
             await asyncio.gather(star, return_exceptions=True)
         self._listening.close()
+
+    async def recorded(self) -> dict[str, str]:
+        """Stop the recording; its parameters for the ``action`` (none if nothing was recorded)."""
         if self._recording is None:
             return {}
         (name, ended), self._recording = self._recording, None
