@@ -109,3 +109,48 @@ async def test_dial_hangup_on_star_ends_bobs_leg_and_alice_goes_on(
     assert got["CallStatus"] == "in-progress", got
     digits = [e["digit"] for e in rcml.events() if e["type"] == "ChannelDtmfReceived"]
     assert digits[:1] == ["*"], digits
+
+
+async def test_whisper_and_send_digits_reach_bob_before_the_bridge_and_alice_hears_a_ringback_tone(
+    sandbox: Sandbox, rcml: RcmlProcess, phones: Phones, web: WebApp
+):
+    web.xml(
+        "/dial.xml",
+        '<Response><Dial ringbackTone="tone:busy" action="/after.xml">'
+        '<Number sendDigits="12" url="/whisper.xml">1002</Number></Dial></Response>',
+    )
+    web.xml("/whisper.xml", "<Response><Play>sound:beep</Play></Response>")
+    web.xml("/after.xml", "<Response><Hangup/></Response>")
+    # 1002 is not one of ours here: it goes out through the trunk (the phone on 5080).
+    rcml.start([Number("1001", f"{web.url}/dial.xml")])
+    trunk = await phones.start("trunk", "uas_answer.xml", ring_ms=1500)
+    alice = await phones.start("alice", "alice_uac.xml", service="1001", talk_ms=5000)
+    alice_saw, trunk_saw = await alice.result(20), await trunk.result(20)
+    assert alice_saw.value("final_response") == "200", alice_saw
+    assert trunk_saw.lines[:1] == ["answered"], trunk_saw
+
+    events = rcml.events()
+    names = {e["channel"]["id"]: e["channel"]["name"] for e in events if "channel" in e}
+    order = [
+        (e["type"], names.get(e.get("playback", {}).get("target_uri", "").partition(":")[2]) or e["channel"]["name"])
+        for e in events
+        if e["type"] in ("PlaybackStarted", "PlaybackFinished", "ChannelEnteredBridge")
+    ]
+    print(order)
+    alice_tone = [
+        i for i, (kind, name) in enumerate(order) if kind == "PlaybackStarted" and name.startswith("PJSIP/alice")
+    ]
+    callee_beep = [
+        i for i, (kind, name) in enumerate(order) if kind == "PlaybackFinished" and name.startswith("PJSIP/trunk")
+    ]
+    callee_joins = [
+        i for i, (kind, name) in enumerate(order) if kind == "ChannelEnteredBridge" and name.startswith("PJSIP/trunk")
+    ]
+    assert alice_tone, order
+    assert callee_beep, order
+    assert callee_joins, order
+    assert alice_tone[0] < callee_beep[0] < callee_joins[0], order
+    assert web.calls("/whisper.xml")[0]["Direction"] == "outbound-dial"
+    assert web.calls("/after.xml")[0]["DialCallStatus"] == "completed"
+    assert "ERROR" not in rcml.log(), rcml.log()[-2000:]
+    assert "sendDigits" not in rcml.log(), rcml.log()[-2000:]  # Asterisk took the DTMF (else one WARNING)
