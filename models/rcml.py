@@ -55,6 +55,11 @@ class Number(_Rcml):
     kind: Literal["number"] = "number"
     number: str
     status_callback: StatusCallback | None = None
+    # A whisper: RCML run on the callee's leg once it answers, before it is bridged (Twilio's noun url, method).
+    url: str | None = None
+    method: HttpMethod = "POST"
+    # DTMF sent to the callee once it answers, before it is bridged (``w``: a half-second pause).
+    send_digits: str | None = Field(default=None, alias="sendDigits", pattern=r"^[0-9*#A-DwW]{1,100}$")
 
 
 class Client(_Rcml):
@@ -63,6 +68,9 @@ class Client(_Rcml):
     kind: Literal["client"] = "client"
     name: str
     status_callback: StatusCallback | None = None
+    # A whisper: RCML run on the callee's leg once it answers, before it is bridged (Twilio's noun url, method).
+    url: str | None = None
+    method: HttpMethod = "POST"
 
 
 class Sip(_Rcml):
@@ -71,9 +79,15 @@ class Sip(_Rcml):
     kind: Literal["sip"] = "sip"
     uri: str
     status_callback: StatusCallback | None = None
+    # A whisper: RCML run on the callee's leg once it answers, before it is bridged (Twilio's noun url, method).
+    url: str | None = None
+    method: HttpMethod = "POST"
 
 
 DialNoun = Number | Client | Sip
+
+# When a Dial records its bridge (Twilio's values; the parser maps Restcomm's record="true" to from-answer).
+DialRecord = Literal["do-not-record", "record-from-answer", "record-from-ringing"]
 
 
 class Dial(_Rcml):
@@ -90,6 +104,10 @@ class Dial(_Rcml):
     # Twilio's: a REFER on this Dial's call requests this URL instead of the number's Refer URL.
     refer_url: str | None = Field(default=None, alias="referUrl")
     refer_method: HttpMethod = Field(default="POST", alias="referMethod")
+    record: DialRecord = "do-not-record"
+    hangup_on_star: bool = Field(default=False, alias="hangupOnStar")  # the caller's * ends the connected call
+    # Played to the caller (answered first) instead of the ringing while the Dial rings: tone:, sound:, a URL.
+    ringback_tone: str | None = Field(default=None, alias="ringbackTone")
 
 
 class Hangup(_Rcml):

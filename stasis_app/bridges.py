@@ -12,10 +12,12 @@ engine's reconcile and destroyed there.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from enum import Enum
 from typing import Protocol
 
+from models.ari import LiveRecording
 from stasis_app.ari.protocol import AsteriskApi
 from stasis_app.errors import AriError, CallGone
 
@@ -49,6 +51,7 @@ class Bridge:
         self.owner = owner
         self.state = BridgeState.CREATING
         self.members: set[str] = set()
+        self._recordings: dict[str, asyncio.Future[LiveRecording]] = {}  # a Dial's record, by name
 
     def __contains__(self, leg: Member) -> bool:
         return leg.id in self.members
@@ -74,6 +77,19 @@ class Bridge:
 
     def left(self, channel_id: str) -> None:
         self.members.discard(channel_id)
+
+    def recording_ended(self, recording: LiveRecording) -> None:
+        """A recording event of this bridge; one that says it ended resolves :meth:`recording`."""
+        if recording.state not in ("done", "failed", "canceled"):
+            return
+        done = self._recordings.pop(recording.name, None)
+        if done is not None and not done.done():
+            done.set_result(recording)
+
+    def recording(self, name: str) -> asyncio.Future[LiveRecording]:
+        """Resolved with the recording ``name`` of this bridge once Asterisk says it ended (ask before starting
+        it: the end may come with the answer)."""
+        return self._recordings.setdefault(name, asyncio.get_running_loop().create_future())
 
     # -- what its owner asks ------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from stasis_app.ari.protocol import AsteriskApi
+from stasis_app.bridges import Bridge
 from stasis_app.errors import AriError, CallGone
 from stasis_app.legs import CallLeg, LegState
 from stasis_app.media import Played, dtmf_seconds, play_to
@@ -101,6 +102,13 @@ class CallMedia:
         await self.ari.record(
             target.id, name, format="wav", max_duration=max_duration, max_silence=max_silence, beep=beep
         )
+
+    async def record_bridge(self, bridge: Bridge, name: str, max_duration: int) -> None:
+        await self.ari.record_bridge(bridge.id, name, format="wav", max_duration=max_duration)
+
+    async def send_digits_to(self, leg: CallLeg, digits: str) -> None:
+        await self.ari.send_dtmf(leg.id, digits)
+        await asyncio.wait({leg.ended}, timeout=dtmf_seconds(digits))  # Asterisk sends them meanwhile
 
     async def stop_recording(self, name: str) -> None:
         await self.ari.stop_recording(name)

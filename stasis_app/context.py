@@ -107,6 +107,13 @@ class CallContext(Protocol):
         """Start recording the caller into the stored recording ``name`` (taking it out of a bridge first: a
         bridged channel cannot be recorded); its end comes as a leg event. CallGone / AriError if refused."""
 
+    async def record_bridge(self, bridge: Bridge, name: str, max_duration: int) -> None:
+        """Record everyone in ``bridge`` into the stored recording ``name`` (``Bridge.recording`` says when it
+        ended). CallGone / AriError if refused."""
+
+    async def send_digits_to(self, leg: CallLeg, digits: str) -> None:
+        """Send DTMF to a leg this call dialed and return once Asterisk has sent it."""
+
     async def stop_recording(self, name: str) -> None:
         """End a live recording now, keeping what it has (CallGone if it is over already)."""
 
@@ -122,6 +129,10 @@ class CallContext(Protocol):
 
     def let_go(self, leg: CallLeg) -> None:
         """A transfer took ``leg`` over: the call no longer hangs it up when it ends."""
+
+    async def whisper(self, leg: CallLeg, url: str, method: HttpMethod) -> str | None:
+        """Run a Dial noun's ``url`` on ``leg``, answered and not bridged yet: None to connect it, else the
+        ``DialCallStatus`` the Dial goes on with (``no-answer`` when it hung up, ``failed``)."""
 
     def dial_ended(self, status: str) -> None:
         """A Dial ended with ``status``: if the document then ends unanswered, the call ends with its cause."""

@@ -43,6 +43,7 @@ from stasis_app.reconcile import Reconciler
 from stasis_app.session import CallSession, Requester
 from stasis_app.transfer import Transfer as _Transfer
 from stasis_app.transfer import Transfers, TransferSite
+from stasis_app.whisper import run_whisper
 
 __all__ = ["Engine"]
 
@@ -107,6 +108,9 @@ class Engine:
     ) -> None:
         session = CallSession(self, leg, site.number, bridge=bridge, watcher=watcher)
         self.start_session(session, document)
+
+    async def whisper(self, dialer: CallSession, leg: CallLeg, url: str, method: HttpMethod) -> str | None:
+        return await run_whisper(self, dialer, leg, url, method)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -185,6 +189,8 @@ class Engine:
                 kind, _, target = recording.target_uri.partition(":")
                 if kind == "channel" and (leg := self.legs.get(target)) is not None:
                     leg.deliver(event)
+                elif kind == "bridge" and (bridge := self.bridges.get(target)) is not None:
+                    bridge.recording_ended(recording)  # a Dial's record
             case ChannelDtmfReceived(channel=channel):
                 if (leg := self.legs.get(channel.id)) is not None:
                     leg.deliver(event)

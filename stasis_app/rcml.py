@@ -321,9 +321,25 @@ def _dial(element: etree._Element, src: _Source) -> Dial | DialConference:
             raise src.error("<Dial> has both text and nouns", child)
     if not nouns:
         raise src.error("<Dial> has nothing to dial", element)
-    names = ("action", "method", "timeout", "timeLimit", "callerId", "referUrl", "referMethod")
-    attributes = _attributes(element, src, names)
+    names = ("action", "method", "timeout", "timeLimit", "callerId", "referUrl", "referMethod", "record")
+    attributes = _attributes(element, src, (*names, "hangupOnStar", "ringbackTone"))
+    if "record" in attributes:
+        attributes["record"] = _dial_record(element, src, attributes["record"])
     return _build(Dial, element, src, nouns=tuple(nouns), **attributes)
+
+
+def _dial_record(element: etree._Element, src: _Source, value: str) -> str:
+    """Twilio's ``record`` values, and Restcomm's ``true`` / ``false``; a ``-dual`` one is recorded mono."""
+    value = {"true": "record-from-answer", "false": "do-not-record"}.get(value.lower(), value)
+    if value.endswith("-dual"):
+        log.warning(
+            '%s, line %s: <Dial> record="%s": recorded in one (mixed) channel',
+            redact_url(src.name),
+            _line(element),
+            _shown(value),
+        )
+        value = value.removesuffix("-dual")
+    return value
 
 
 _CONFERENCE_ATTRIBUTES = (
@@ -461,15 +477,21 @@ def _status_callback(element: etree._Element, src: _Source) -> StatusCallback | 
 
 
 def _number(element: etree._Element, src: _Source) -> DialNoun:
-    return Number(number=_text(element, src), status_callback=_status_callback(element, src))
+    extras = _attributes(element, src, ("sendDigits", "url", "method"))
+    callback = _status_callback(element, src)
+    return _build(Number, element, src, number=_text(element, src), status_callback=callback, **extras)
 
 
 def _client(element: etree._Element, src: _Source) -> DialNoun:
-    return Client(name=_text(element, src), status_callback=_status_callback(element, src))
+    whisper = _attributes(element, src, ("url", "method"))
+    callback = _status_callback(element, src)
+    return _build(Client, element, src, name=_text(element, src), status_callback=callback, **whisper)
 
 
 def _sip(element: etree._Element, src: _Source) -> DialNoun:
-    return Sip(uri=_text(element, src), status_callback=_status_callback(element, src))
+    whisper = _attributes(element, src, ("url", "method"))
+    callback = _status_callback(element, src)
+    return _build(Sip, element, src, uri=_text(element, src), status_callback=callback, **whisper)
 
 
 _VERBS: Mapping[str, Callable[[etree._Element, _Source], Verb]] = {

@@ -66,6 +66,9 @@ class SessionHost(Protocol):
 
     def start_session(self, session: CallSession, document: Document | None = None) -> None: ...
 
+    async def whisper(self, dialer: CallSession, leg: CallLeg, url: str, method: HttpMethod) -> str | None:
+        """Run a Dial noun's whisper ``url`` on ``leg`` (see :mod:`stasis_app.whisper`)."""
+
 
 class SessionState(Enum):
     STARTING = "starting"  # fetching the first document
@@ -260,6 +263,9 @@ class CallSession(CallMedia, CallRequests):
 
     def dial_ended(self, status: str) -> None:
         self.last_dial_status = status
+
+    async def whisper(self, leg: CallLeg, url: str, method: HttpMethod) -> str | None:
+        return await self.host.whisper(self, leg, url, method)
 
     def let_go(self, leg: CallLeg) -> None:
         """A transfer took ``leg`` over: this session no longer hangs it up."""

@@ -75,8 +75,47 @@ def test_dial_method_is_case_insensitive_and_relative_action_is_kept():
 
 
 def test_unknown_attributes_are_ignored_like_twilio():
-    dial = only('<Dial record="true" ringTone="us"><Number sendDigits="1">1002</Number></Dial>')
+    dial = only('<Dial answerOnBridge="true" ringTone="us"><Number byoc="BY1">1002</Number></Dial>')
     assert dial == Dial(nouns=(Number(number="1002"),))
+
+
+def test_dial_extras_are_parsed():
+    dial = only(
+        '<Dial record="record-from-ringing" hangupOnStar="true" ringbackTone="tone:busy">'
+        '<Number sendDigits="ww1234#">1002</Number></Dial>'
+    )
+    assert isinstance(dial, Dial)
+    assert (dial.record, dial.hangup_on_star, dial.ringback_tone) == ("record-from-ringing", True, "tone:busy")
+    assert dial.nouns == (Number(number="1002", send_digits="ww1234#"),)
+
+
+def test_a_noun_url_is_its_whisper():
+    dial = only('<Dial><Client url="/w.xml" method="get">bob</Client><Sip url="w2.xml">sip:c@h</Sip></Dial>')
+    assert isinstance(dial, Dial)
+    assert dial.nouns == (Client(name="bob", url="/w.xml", method="GET"), Sip(uri="sip:c@h", url="w2.xml"))
+
+
+@pytest.mark.parametrize(
+    ("written", "record"),
+    [
+        ("true", "record-from-answer"),  # Restcomm's
+        ("false", "do-not-record"),
+        ("record-from-answer-dual", "record-from-answer"),  # recorded mono, with a warning
+        ("do-not-record", "do-not-record"),
+    ],
+)
+def test_dial_record_values(written, record):
+    dial = only(f'<Dial record="{written}">1002</Dial>')
+    assert isinstance(dial, Dial)
+    assert dial.record == record
+
+
+@pytest.mark.parametrize(
+    "bad", ['<Dial record="always">1002</Dial>', '<Dial><Number sendDigits="12;x">1</Number></Dial>']
+)
+def test_dial_extras_bad_values_are_invalid_rcml(bad):
+    with pytest.raises(MarkupError):
+        only(bad)
 
 
 def test_hangup():

@@ -116,6 +116,13 @@ class AsteriskApi(Protocol):
         """Record what the caller on a channel says into the stored recording ``name`` (never overwriting one);
         ends with ``RecordingFinished`` (or ``RecordingFailed``). 0 means no limit."""
 
+    async def record_bridge(
+        self, bridge_id: str, name: str, *, format: str = "wav", max_duration: int = 0, beep: bool = False
+    ) -> LiveRecording:
+        """Record what a bridge mixes (everyone in it) into the stored recording ``name``; Asterisk puts a
+        ``Recorder/`` channel of its own in the bridge. Ends with ``RecordingFinished`` (``target_uri``
+        ``bridge:ID``) when stopped or when the bridge is destroyed."""
+
     async def stop_recording(self, name: str) -> None:
         """End a live recording now, keeping what it has (``RecordingFinished`` follows)."""
 

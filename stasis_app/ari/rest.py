@@ -172,6 +172,21 @@ class AriRest:
         content = await self.request("POST", f"/channels/{_id(channel_id)}/record", query)
         return LiveRecording.model_validate_json(content)
 
+    async def record_bridge(
+        self, bridge_id: str, name: str, *, format: str = "wav", max_duration: int = 0, beep: bool = False
+    ) -> LiveRecording:
+        """``POST /bridges/{id}/record``: record the bridge's mix into ``name`` (``ifExists=fail``)."""
+        query = {
+            "name": name,
+            "format": format,
+            "maxDurationSeconds": str(max_duration),
+            "ifExists": "fail",
+            "beep": "true" if beep else "false",
+            "terminateOn": "none",
+        }
+        content = await self.request("POST", f"/bridges/{_id(bridge_id)}/record", query)
+        return LiveRecording.model_validate_json(content)
+
     async def stop_recording(self, name: str) -> None:
         """End a live recording now, keeping what it has."""
         await self.request("POST", f"/recordings/live/{_id(name)}/stop")

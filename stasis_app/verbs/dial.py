@@ -7,6 +7,7 @@ While connected the Dial owns its bridge and so the REFERs on the call: a transf
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from stasis_app.errors import CallGone, MarkupError, WebhookError
 from stasis_app.legs import CallLeg, LegRole, Party
 from stasis_app.outcomes import DialWatcher, HangupCall, Next, Outcome, Replace
 from stasis_app.routing import UnsafeTarget, dial_string, noun_label, our_number, sip_headers
+from stasis_app.verbs.dial_extras import DialExtras
 from stasis_app.verbs.progress import CallProgress
 
 __all__ = ["DialResult", "DialVerb", "dial_status_for"]
@@ -37,6 +39,7 @@ class DialResult:
     duration: int = 0
     ring_duration: int = 0
     interrupted: Outcome | None = None  # a transfer ended the Dial
+    recording: dict[str, str] | None = None  # record: RecordingUrl, RecordingSid, RecordingDuration
 
 
 def dial_status_for(causes: list[int]) -> str:
@@ -64,7 +67,7 @@ class DialVerb:
             "DialCallSid": result.call_sid,
             "DialCallDuration": str(result.duration),
             "DialRingDuration": str(result.ring_duration),
-        }
+        } | (result.recording or {})
         if call.caller.is_gone:
             # The app still learns how the Dial ended; there is no call left to run its answer on.
             try:
@@ -90,17 +93,23 @@ class _DialAttempt:
         self.started = time.monotonic()
         self.timed_out = False
         self.watcher: DialWatcher | None = call.dial_watcher()
+        self.extras = DialExtras(call, verb)
 
     async def run(self) -> DialResult:
         try:
             winner = await self._ring()
         finally:
-            await self.call.stop_ringing()
-        if winner is None:
-            status = self._failed_status()
-            self._decided(status, None)
-            return DialResult(status, ring_duration=self._elapsed())
-        return await self._connect(winner)
+            await self.extras.stop_ringing()
+        try:
+            if winner is None:
+                status = self._failed_status()
+                self._decided(status, None)
+                result = DialResult(status, ring_duration=self._elapsed())
+            else:
+                result = await self._connect(winner)
+        finally:
+            await self.extras.close()
+        return dataclasses.replace(result, recording=await self.extras.recorded())
 
     def _decided(self, status: str, winner: CallLeg | None) -> None:
         if self.watcher is not None:
@@ -143,6 +152,7 @@ class _DialAttempt:
                 continue
             leg = call.new_leg(endpoint, party)
             self.legs.append(leg)
+            self.extras.dialing(leg, noun)
             if noun.status_callback is not None:
                 CallProgress(call, leg, noun.status_callback).initiated()  # the INVITE goes out now
             # PJSIP adds each as a header of the INVITE (checked: X- only, printable values).
@@ -151,13 +161,14 @@ class _DialAttempt:
         # Independent REST calls go out together, the originates first: the INVITE is what someone waits for.
         underway = [leg.underway for leg in self.legs if leg.underway is not None]
         if not underway:
-            await asyncio.gather(*jobs, call.bridge(), call.ring())
+            await asyncio.gather(*jobs, call.bridge(), self.extras.ring())
         else:
             # One of our numbers in-process: its app's INVITE (or answer) goes first, the ringback after it. Its
             # app may be slow to fetch: the caller hears ringing after at most _RINGBACK_WAIT_S all the same.
             await asyncio.gather(*jobs, call.bridge())
             await asyncio.wait(underway, timeout=_RINGBACK_WAIT_S)
-            await call.ring()
+            await self.extras.ring()
+        await self.extras.ringing(await call.bridge())
         if self.watcher is not None:
             self.watcher.dial_started([leg.id for leg in self.legs if not leg.is_gone])
         return await self._first_answer()
@@ -194,6 +205,12 @@ class _DialAttempt:
     async def _connect(self, winner: CallLeg) -> DialResult:
         call, caller = self.call, self.call.caller
         ring_duration = self._elapsed()
+        declined = await self.extras.answered(winner)
+        if declined is not None:  # its whisper hung up or failed: as if it had not answered
+            declined = "canceled" if caller.is_gone else declined
+            await call.hang_up(winner)
+            self._decided(declined, None)
+            return DialResult(declined, winner.call_sid, ring_duration=ring_duration)
         bridge = await call.bridge()
         joined = await asyncio.gather(self._join_caller(), call.join(winner), return_exceptions=True)
         failures = [exc for exc in joined if isinstance(exc, BaseException) and not isinstance(exc, CallGone)]
@@ -205,6 +222,7 @@ class _DialAttempt:
             self._decided("failed", None)
             return DialResult("failed", winner.call_sid, ring_duration=ring_duration)
         self._decided("answered", winner)
+        await self.extras.connected(bridge)
         refer = (self.verb.refer_url, self.verb.refer_method) if self.verb.refer_url else None
         connection = call.connect(winner, bridge, refer)
         limit = asyncio.get_running_loop().create_future()
@@ -224,9 +242,9 @@ class _DialAttempt:
                 # A transferor's hangup is the transfer's business, not the Dial's.
                 if (caller.is_gone and caller is not leaving) or (winner.is_gone and winner is not leaving):
                     break
-                if limit.done():
+                if limit.done() or self.extras.star.done():
                     break
-                waits: set[asyncio.Future[Any]] = {limit, connection.changed()}
+                waits: set[asyncio.Future[Any]] = {limit, connection.changed(), self.extras.star}
                 waits |= {leg.ended for leg in (caller, winner) if leg is not leaving}
                 if transfer is not None:
                     waits.add(transfer.handoff)

@@ -375,7 +375,7 @@ class FakeAsterisk:
                 return lambda _p: self._stop_playback(playback_id)
             case "PUT", ["applications", _app, "eventFilter"]:
                 return self._event_filter
-            case ("POST", ["channels", _, "record"]) | (_, ["recordings", *_]):
+            case ("POST", ["channels" | "bridges", _, "record"]) | (_, ["recordings", *_]):
                 return self._recording_route(method, parts)
         return None
 
@@ -398,6 +398,8 @@ class FakeAsterisk:
         match method, parts:
             case "POST", ["channels", channel_id, "record"]:
                 return lambda p: answer(lambda: recordings.start(self._channel(channel_id, stasis=True), p))
+            case "POST", ["bridges", bridge_id, "record"]:
+                return lambda p: answer(lambda: recordings.start_bridge(self._bridge(bridge_id).id, p))
             case "POST", ["recordings", "live", name, "stop"]:
                 return lambda _p: answer(lambda: recordings.finish(live(name)))
             case "DELETE", ["recordings", "live", name]:
@@ -493,6 +495,7 @@ class FakeAsterisk:
         return bridge_json(br)
 
     async def _destroy_bridge(self, bridge_id: str) -> None:
+        self.recordings.bridge_destroyed(self._bridge(bridge_id).id)
         self._switch.destroy_bridge(self._bridge(bridge_id))
         await asyncio.sleep(0)
 
@@ -620,6 +623,12 @@ class FakeAsterisk:
     def played(self) -> dict[str, list[str]]:
         """Every media played to each channel, in order."""
         return self._switch.played
+
+    def playing(self, channel_id: str) -> list[str]:
+        """The media playing to a channel now (started, not finished or stopped)."""
+        return [
+            pb.media for pb in self._switch.playbacks.values() if pb.kind == "channel" and pb.channel_id == channel_id
+        ]
 
     @property
     def stray_transfer_progress(self) -> list[tuple[str, TransferState]]:

@@ -10,6 +10,11 @@ What it copies from Asterisk 22.10.1 (tests/e2e/test_media_e2e.py, the sandbox's
   ``StasisEnd``: the recording is kept;
 - no recording spool (a full or missing disk): record answers 500 and no event follows.
 
+``POST /bridges/{id}/record`` (a Dial's ``record``) records the bridge's mix: ``target_uri`` ``bridge:ID``, the
+same events (seen on the sandbox: RecordingStarted "recording", then RecordingFinished "done" with only
+``duration``, the whole time it ran, untrimmed); no ChannelEnteredBridge reaches the app for Asterisk's
+``Recorder/`` channel. It ends when stopped; destroying the bridge ends it too (assumed, as a hangup does).
+
 Assumptions: a bridged channel answers 409 (ARI's documented reason), as does a name already stored or live;
 ``DELETE /recordings/live/{name}`` cancels (RecordingFinished, state "canceled", nothing stored); a failing
 recording (:meth:`Recordings.fail`) sends ``RecordingFailed`` with a ``cause`` and stores nothing.
@@ -42,9 +47,10 @@ class RecordingRefused(Exception):
 @dataclass
 class FakeRecording:
     name: str
-    channel_id: str
+    channel_id: str  # or the bridge's id, for a bridge recording
     format: str
     started: float
+    kind: str = "channel"  # or "bridge"
     state: str = "queued"
     duration: int | None = None
     cause: str | None = None
@@ -55,9 +61,11 @@ class FakeRecording:
             "name": self.name,
             "format": self.format,
             "state": self.state,
-            "target_uri": f"channel:{self.channel_id}",
+            "target_uri": f"{self.kind}:{self.channel_id}",
         }
-        if self.duration is not None:
+        if self.duration is not None and self.kind == "bridge":
+            data["duration"] = self.duration  # 22.10.1 gives a bridge recording no talking/silence durations
+        elif self.duration is not None:
             data |= {"duration": self.duration, "talking_duration": self.duration, "silence_duration": 0}
         if self.cause is not None:
             data["cause"] = self.cause
@@ -89,12 +97,24 @@ class Recordings:
             raise RecordingRefused(422, f"Unknown format: {fmt}")
         if ch.bridge_id is not None:
             raise RecordingRefused(409, "Channel is currently bridged")
+        return self._start(FakeRecording(name, ch.id, fmt, asyncio.get_running_loop().time()), params)
+
+    def start_bridge(self, bridge_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``POST /bridges/{id}/record``: the bridge's mix."""
+        name, fmt = str(params.get("name", "")), str(params.get("format", ""))
+        if not name or not fmt:
+            raise RecordingRefused(400, "Recording name and format are required")
+        if fmt not in ("wav", "gsm", "ulaw", "alaw", "sln"):
+            raise RecordingRefused(422, f"Unknown format: {fmt}")
+        rec = FakeRecording(name, bridge_id, fmt, asyncio.get_running_loop().time(), kind="bridge")
+        return self._start(rec, params)
+
+    def _start(self, rec: FakeRecording, params: dict[str, Any]) -> dict[str, Any]:
+        name = rec.name
         if name in self.live or name in self.stored:
             raise RecordingRefused(409, "Recording already exists")
         if self.refuse is not None:
             raise RecordingRefused(500, self.refuse)
-        loop = asyncio.get_running_loop()
-        rec = FakeRecording(name, ch.id, fmt, loop.time())
         self.live[name] = rec
         answer = rec.json()
         rec.state = "recording"
@@ -103,7 +123,7 @@ class Recordings:
         self._event("RecordingStarted", recording=rec.json())
         max_duration = int(params.get("maxDurationSeconds", 0))
         max_silence = int(params.get("maxSilenceSeconds", 0))
-        talk = self._talk.get(ch.id, math.inf)
+        talk = self._talk.get(rec.channel_id, math.inf) if rec.kind == "channel" else math.inf
         if max_duration:
             rec.timers.append(self._later(max_duration / self.scale, self.finish, name))
         if max_silence and talk + max_silence < (max_duration or math.inf):
@@ -116,7 +136,7 @@ class Recordings:
         if rec is None:
             return
         elapsed = (asyncio.get_running_loop().time() - rec.started) * self.scale
-        said = min(elapsed, self._talk.get(rec.channel_id, math.inf))
+        said = elapsed if rec.kind == "bridge" else min(elapsed, self._talk.get(rec.channel_id, math.inf))
         rec.state, rec.duration = "done", int(talked if talked is not None else said)
         self.stored[name] = rec
         self._event("RecordingFinished", recording=rec.json())
@@ -136,7 +156,12 @@ class Recordings:
 
     def hung_up(self, ch: FakeChannel) -> None:
         """``ch`` hangs up: its recording ends and is kept (between the hangup request and StasisEnd)."""
-        for name in [name for name, rec in self.live.items() if rec.channel_id == ch.id]:
+        for name in [name for name, rec in self.live.items() if rec.channel_id == ch.id and rec.kind == "channel"]:
+            self.finish(name)
+
+    def bridge_destroyed(self, bridge_id: str) -> None:
+        """A bridge is destroyed: its recordings end and are kept."""
+        for name in [name for name, rec in self.live.items() if rec.channel_id == bridge_id and rec.kind == "bridge"]:
             self.finish(name)
 
     def _end(self, name: str) -> FakeRecording | None:
