@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from lxml import etree
-from pydantic import BaseModel, ValidationError
 
 from models.rcml import (
     Client,
@@ -60,6 +58,22 @@ from models.rcml import (
     Verb,
 )
 from stasis_app.errors import MarkupError
+from stasis_app.rcml_source import (
+    MAX_TIME_LIMIT,
+    Source,
+    build,
+    doctype_line,
+    elements,
+    fill_placeholders,
+    first_line,
+    line_of,
+    no_stray_text,
+    read_attributes,
+    shown,
+    syntax_message,
+    tag_name,
+    text_of,
+)
 from stasis_app.redact import redact_url
 
 __all__ = ["GATHER_NESTED", "MAX_NOUNS", "MAX_TIME_LIMIT", "MAX_VERBS", "fill_placeholders", "parse_rcml"]
@@ -69,15 +83,9 @@ log = logging.getLogger(__name__)
 # A real app has a handful of verbs; a million of them only costs memory and blocks every call while parsed.
 MAX_VERBS = 1000
 MAX_NOUNS = 100
-# 24 h: longer than any real call, short enough for any timer (the default, 4 h, is in models.rcml).
-MAX_TIME_LIMIT = 86400
-# Attributes clamped (with a WARNING) instead of refused: (verb, attribute) -> the largest value used.
-_CLAMPED = {("Dial", "timeout"): 600, ("Dial", "timeLimit"): MAX_TIME_LIMIT}
-_DIGITS = re.compile(r"[0-9]+")
 # What a <Gather> may play while it listens, as in Twilio; each parses with its own top-level parser, so a
 # media verb added to _VERBS (Say) nests without touching <Gather>.
 GATHER_NESTED = frozenset({"Say", "Play", "Pause"})
-_SHOWN = 40  # characters of a bad attribute value quoted in an error
 
 # One parser for the process: building one per document costs more than parsing a small document.
 # lxml parsers are not thread-safe, but everything here runs on the one asyncio thread.
@@ -94,16 +102,12 @@ _PARSER = etree.XMLParser(
 # "<?xml " only: "<?xml-stylesheet ...?>" is a processing instruction, which the parser drops.
 _XML_DECLARATION = re.compile(r"\A\ufeff?\s*<\?xml\s[^>]*\?>")
 _XML_DECLARATION_BYTES = re.compile(rb"\A(\xef\xbb\xbf)?\s*<\?xml\s[^>]*\?>")
-_PLACEHOLDER = re.compile(r"\$core_([A-Za-z0-9_]+)")
 # An "&" that starts no character or entity reference: written bare in a URL (a=1&b=2), as Restcomm accepts.
 _BARE_AMPERSAND = re.compile(r"&(?!#[0-9]{1,7};|#x[0-9A-Fa-f]{1,6};|[A-Za-z][A-Za-z0-9]{0,31};)")
 _BARE_AMPERSAND_BYTES = re.compile(_BARE_AMPERSAND.pattern.encode())
-_LXML_POSITION = re.compile(r"\s*, line \d+, column (\d+)$")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # A Play text that is a relative URL rather than an Asterisk sound name (sound names have no extension).
 _RELATIVE_MEDIA = re.compile(r"^\.{0,2}/|\.(wav|mp3|gsm|ulaw|alaw|ul|al|sln\d*|g722|g729|wav16)([?#].*)?$", re.I)
-
-_Model = TypeVar("_Model", bound=BaseModel)
 
 
 def parse_rcml(text: str | bytes, source: str, params: Mapping[str, str] | None = None) -> Document:
@@ -113,7 +117,7 @@ def parse_rcml(text: str | bytes, source: str, params: Mapping[str, str] | None 
     ``params``, every ``$core_X`` in an attribute value or a text is replaced by ``params["X"]`` (empty
     when missing). Raises :class:`MarkupError` with the line at fault, and never anything else.
     """
-    src = _Source(source, params, [])
+    src = Source(source, params, [])
     if isinstance(text, str):
         text = _XML_DECLARATION.sub("", text, count=1)
         text = _BARE_AMPERSAND.sub("&amp;", text)
@@ -122,21 +126,21 @@ def parse_rcml(text: str | bytes, source: str, params: Mapping[str, str] | None 
     try:
         root = _parse_xml(text)
     except etree.XMLSyntaxError as exc:
-        raise MarkupError(source, _syntax_message(exc), exc.lineno or None) from None
+        raise MarkupError(source, syntax_message(exc), exc.lineno or None) from None
     except ValueError as exc:  # lxml refuses some inputs before parsing (e.g. a declaration left in a str)
-        raise MarkupError(source, f"not well-formed XML: {_first_line(exc)}") from None
+        raise MarkupError(source, f"not well-formed XML: {first_line(exc)}") from None
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None or docinfo.doctype:
-        raise MarkupError(source, "DOCTYPE declarations are not allowed", _doctype_line(text))
+        raise MarkupError(source, "DOCTYPE declarations are not allowed", doctype_line(text))
     if root.tag != "Response":
         # Restcomm runs a document whose root is a verb (no <Response> around it) as that one verb.
         wrapper = etree.Element("Response")
         wrapper.append(root)
         root = wrapper
     if len(root) > MAX_VERBS:
-        raise MarkupError(source, f"too many verbs ({len(root)}; at most {MAX_VERBS})", _line(root))
-    _no_stray_text(root, src)
-    verbs = tuple(verb for element in _elements(root, src) if (verb := _parse_verb(element, src)) is not None)
+        raise MarkupError(source, f"too many verbs ({len(root)}; at most {MAX_VERBS})", line_of(root))
+    no_stray_text(root, src)
+    verbs = tuple(verb for element in elements(root, src) if (verb := _parse_verb(element, src)) is not None)
     return Document(verbs=verbs, source=source, warnings=tuple(src.warnings))
 
 
@@ -159,148 +163,7 @@ def _parse_xml(text: str | bytes) -> etree._Element:
             raise exc from None
 
 
-def fill_placeholders(value: str, params: Mapping[str, str]) -> str:
-    """Replace every ``$core_X`` in ``value`` with ``params["X"]`` (empty when there is none).
-
-    The placeholder name runs to the end of ``[A-Za-z0-9_]``, so ``$core_FromX`` is the parameter
-    ``FromX``, never ``$core_From`` followed by ``X``.
-    """
-    return _PLACEHOLDER.sub(lambda match: params.get(match.group(1), ""), value)
-
-
-@dataclass(frozen=True)
-class _Source:
-    """Where a document came from (for errors) and the parameters its placeholders take."""
-
-    name: str
-    params: Mapping[str, str] | None
-    warnings: list[str]
-
-    def value(self, raw: str | None) -> str:
-        """An attribute value or text as the document means it: placeholders filled, when there are params."""
-        if raw is None:
-            return ""
-        return raw if self.params is None else fill_placeholders(raw, self.params)
-
-    def error(self, message: str, element: etree._Element | None = None) -> MarkupError:
-        return MarkupError(self.name, message, None if element is None else _line(element))
-
-
-def _line(element: etree._Element) -> int | None:
-    return cast("int | None", element.sourceline)  # lxml-stubs leave it untyped
-
-
-def _name(element: etree._Element) -> str:
-    """The tag as written (``{uri}tag`` for a namespaced one), shortened for a one-line message."""
-    return _shown(str(element.tag))
-
-
-def _shown(value: str, limit: int = _SHOWN) -> str:
-    return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} characters)"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _syntax_message(exc: etree.XMLSyntaxError) -> str:
-    # lxml says "expected '>', line 3, column 1": the line goes in MarkupError, keep the column. Some of
-    # its messages span lines ("...out of allowed range\n, line 3, ..."): an error is one line.
-    msg = " ".join(str(exc.msg).split())
-    match = _LXML_POSITION.search(msg)
-    if match is None:
-        return f"not well-formed XML: {_shown(msg, 120)}"
-    return f"not well-formed XML: {_shown(msg[: match.start()], 120)} (column {match.group(1)})"
-
-
-def _doctype_line(text: str | bytes) -> int | None:
-    marker = "<!DOCTYPE" if isinstance(text, str) else b"<!DOCTYPE"
-    index = text.find(marker)  # type: ignore[arg-type]  # str.find(str) or bytes.find(bytes)
-    if index < 0:
-        return None
-    newline = "\n" if isinstance(text, str) else b"\n"
-    return text.count(newline, 0, index) + 1  # type: ignore[arg-type]
-
-
-def _elements(parent: etree._Element, src: _Source) -> Iterator[etree._Element]:
-    """The child elements; an entity reference (only possible with a DTD) is refused, not skipped."""
-    for child in parent:
-        if not isinstance(child.tag, str):
-            raise src.error(f"unexpected {_shown(repr(child))} in <{_name(parent)}>", child)
-        yield child
-
-
-def _no_stray_text(element: etree._Element, src: _Source) -> None:
-    """Text between verbs (or nouns) is almost always a typo; say so instead of ignoring it."""
-    text = src.value(element.text).strip()
-    if text:
-        raise src.error(f"unexpected text {_shown(repr(text))} in <{_name(element)}>", element)
-    for child in element:
-        tail = src.value(child.tail).strip()
-        if tail:
-            raise src.error(f"unexpected text {_shown(repr(tail))} after <{_name(child)}>", child)
-
-
-def _text(element: etree._Element, src: _Source, *, required: bool = True) -> str:
-    """The stripped text of a verb or noun that takes text and no child elements."""
-    for child in _elements(element, src):
-        raise src.error(f"<{_name(element)}> takes text, not <{_name(child)}>", child)
-    value = src.value(element.text).strip()
-    if required and not value:
-        raise src.error(f"<{_name(element)}> is empty", element)
-    return value
-
-
-def _attributes(element: etree._Element, src: _Source, names: tuple[str, ...]) -> dict[str, str]:
-    """The known attributes (RCML spelling) that have a value; unknown ones are ignored, like Twilio."""
-    values: dict[str, str] = {}
-    for name in names:
-        value = src.value(element.get(name)).strip()
-        if value:
-            values[name] = _clamped(element, src, name, value)
-    for key in ("method", "referMethod"):
-        if key in values:
-            values[key] = values[key].upper()  # Twilio accepts method="post"
-    return values
-
-
-def _clamped(element: etree._Element, src: _Source, name: str, value: str) -> str:
-    """``value``, or the largest allowed when it is a whole number above an attribute's clamp."""
-    limit = _CLAMPED.get((str(element.tag), name))
-    # Compared as digit strings first: int() of thousands of digits is slow, and refused past 4300.
-    if limit is None or _DIGITS.fullmatch(value) is None:
-        return value
-    digits = value.lstrip("0") or "0"
-    if len(digits) < len(str(limit)) or (len(digits) == len(str(limit)) and int(digits) <= limit):
-        return value
-    log.warning(
-        '%s, line %s: <%s> %s="%s" is above %d; using %d',
-        redact_url(src.name),
-        _line(element),
-        element.tag,
-        name,
-        _shown(value),
-        limit,
-        limit,
-    )
-    return str(limit)
-
-
-def _build(model: type[_Model], element: etree._Element, src: _Source, **fields: Any) -> _Model:
-    """Validate ``fields`` (RCML attribute names) into ``model``; a bad value names the attribute."""
-    try:
-        return model.model_validate(fields)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        name = ".".join(str(part) for part in error["loc"])
-        # As written (before method="put" became "PUT"), placeholders filled.
-        written = src.value(element.get(name)) if element.get(name) is not None else str(error["input"])
-        message = f'<{_name(element)}> {name}="{_shown(written)}": {error["msg"]}'
-        raise src.error(message, element) from None
-
-
-def _dial(element: etree._Element, src: _Source) -> Dial | DialConference:
+def _dial(element: etree._Element, src: Source) -> Dial | DialConference:
     if any(child.tag == "Conference" for child in element):
         return _dial_conference(element, src)
     if len(element) > MAX_NOUNS:
@@ -309,10 +172,10 @@ def _dial(element: etree._Element, src: _Source) -> Dial | DialConference:
     text = src.value(element.text).strip()
     if text:
         nouns.append(Number(number=text))
-    for child in _elements(element, src):
+    for child in elements(element, src):
         parse_noun = _NOUNS.get(str(child.tag))
         if parse_noun is None:
-            raise src.error(f"unsupported noun <{_name(child)}> in <Dial>", child)
+            raise src.error(f"unsupported noun <{tag_name(child)}> in <Dial>", child)
         if text:
             raise src.error("<Dial> has both text and nouns", element)
         nouns.append(parse_noun(child, src))
@@ -322,21 +185,21 @@ def _dial(element: etree._Element, src: _Source) -> Dial | DialConference:
     if not nouns:
         raise src.error("<Dial> has nothing to dial", element)
     names = ("action", "method", "timeout", "timeLimit", "callerId", "referUrl", "referMethod", "record")
-    attributes = _attributes(element, src, (*names, "hangupOnStar", "ringbackTone"))
+    attributes = read_attributes(element, src, (*names, "hangupOnStar", "ringbackTone"))
     if "record" in attributes:
         attributes["record"] = _dial_record(element, src, attributes["record"])
-    return _build(Dial, element, src, nouns=tuple(nouns), **attributes)
+    return build(Dial, element, src, nouns=tuple(nouns), **attributes)
 
 
-def _dial_record(element: etree._Element, src: _Source, value: str) -> str:
+def _dial_record(element: etree._Element, src: Source, value: str) -> str:
     """Twilio's ``record`` values, and Restcomm's ``true`` / ``false``; a ``-dual`` one is recorded mono."""
     value = {"true": "record-from-answer", "false": "do-not-record"}.get(value.lower(), value)
     if value.endswith("-dual"):
         log.warning(
             '%s, line %s: <Dial> record="%s": recorded in one (mixed) channel',
             redact_url(src.name),
-            _line(element),
-            _shown(value),
+            line_of(element),
+            shown(value),
         )
         value = value.removesuffix("-dual")
     return value
@@ -356,14 +219,14 @@ _CONFERENCE_ATTRIBUTES = (
 _CONFERENCE_EVENTS = ("start", "end", "join", "leave")  # Twilio's mute, hold, speaker...: not raised here
 
 
-def _dial_conference(element: etree._Element, src: _Source) -> DialConference:
+def _dial_conference(element: etree._Element, src: Source) -> DialConference:
     """``<Dial><Conference>`` (Restcomm and Twilio: the conference is the Dial's only noun)."""
-    children = list(_elements(element, src))
+    children = list(elements(element, src))
     if len(children) != 1 or src.value(element.text).strip() or src.value(children[0].tail).strip():
         raise src.error("<Conference> must be the only noun of its <Dial>", element)
     noun = children[0]
-    name = _text(noun, src)
-    attributes: dict[str, Any] = _attributes(noun, src, _CONFERENCE_ATTRIBUTES)
+    name = text_of(noun, src)
+    attributes: dict[str, Any] = read_attributes(noun, src, _CONFERENCE_ATTRIBUTES)
     for key in ("waitMethod", "statusCallbackMethod"):
         if key in attributes:
             attributes[key] = attributes[key].upper()
@@ -374,73 +237,73 @@ def _dial_conference(element: etree._Element, src: _Source) -> DialConference:
     if (events := noun.get("statusCallbackEvent")) is not None:
         words = src.value(events).replace(",", " ").split()
         attributes["statusCallbackEvent"] = frozenset(word for word in words if word in _CONFERENCE_EVENTS)
-    conference = _build(Conference, noun, src, name=name, **attributes)
-    dial = _attributes(element, src, ("action", "method", "timeLimit"))
-    return _build(DialConference, element, src, conference=conference, **dial)
+    conference = build(Conference, noun, src, name=name, **attributes)
+    dial = read_attributes(element, src, ("action", "method", "timeLimit"))
+    return build(DialConference, element, src, conference=conference, **dial)
 
 
-def _sms(element: etree._Element, src: _Source) -> Sms:
-    body = _text(element, src)
-    attributes = _attributes(element, src, ("to", "from", "action", "method", "statusCallback"))
-    return _build(Sms, element, src, body=body, **attributes)
+def _sms(element: etree._Element, src: Source) -> Sms:
+    body = text_of(element, src)
+    attributes = read_attributes(element, src, ("to", "from", "action", "method", "statusCallback"))
+    return build(Sms, element, src, body=body, **attributes)
 
 
-def _hangup(element: etree._Element, src: _Source) -> Hangup:
-    _text(element, src, required=False)
+def _hangup(element: etree._Element, src: Source) -> Hangup:
+    text_of(element, src, required=False)
     return Hangup()
 
 
-def _pause(element: etree._Element, src: _Source) -> Pause:
-    _text(element, src, required=False)
-    return _build(Pause, element, src, **_attributes(element, src, ("length",)))
+def _pause(element: etree._Element, src: Source) -> Pause:
+    text_of(element, src, required=False)
+    return build(Pause, element, src, **read_attributes(element, src, ("length",)))
 
 
-def _redirect(element: etree._Element, src: _Source) -> Redirect:
-    url = _text(element, src)
-    return _build(Redirect, element, src, url=url, **_attributes(element, src, ("method",)))
+def _redirect(element: etree._Element, src: Source) -> Redirect:
+    url = text_of(element, src)
+    return build(Redirect, element, src, url=url, **read_attributes(element, src, ("method",)))
 
 
-def _reject(element: etree._Element, src: _Source) -> Reject:
-    _text(element, src, required=False)
-    return _build(Reject, element, src, **_attributes(element, src, ("reason",)))
+def _reject(element: etree._Element, src: Source) -> Reject:
+    text_of(element, src, required=False)
+    return build(Reject, element, src, **read_attributes(element, src, ("reason",)))
 
 
-def _play(element: etree._Element, src: _Source) -> Play:
-    attributes = _attributes(element, src, ("loop", "digits"))
-    media = _text(element, src, required="digits" not in attributes)  # <Play digits="1234"/> plays no media
+def _play(element: etree._Element, src: Source) -> Play:
+    attributes = read_attributes(element, src, ("loop", "digits"))
+    media = text_of(element, src, required="digits" not in attributes)  # <Play digits="1234"/> plays no media
     if media and not _URI_SCHEME.match(media) and not _RELATIVE_MEDIA.search(media):
         media = f"sound:{media}"
-    return _build(Play, element, src, media=media, **attributes)
+    return build(Play, element, src, media=media, **attributes)
 
 
-def _say(element: etree._Element, src: _Source) -> Say:
+def _say(element: etree._Element, src: Source) -> Say:
     # Whitespace inside the text is the speaker's business; an empty <Say/> says nothing, as Twilio's does.
-    text = " ".join(_text(element, src, required=False).split())
-    return _build(Say, element, src, text=text, **_attributes(element, src, ("voice", "language", "loop")))
+    text = " ".join(text_of(element, src, required=False).split())
+    return build(Say, element, src, text=text, **read_attributes(element, src, ("voice", "language", "loop")))
 
 
-def _gather(element: etree._Element, src: _Source) -> Gather:
+def _gather(element: etree._Element, src: Source) -> Gather:
     kind = src.value(element.get("input")).strip().lower()
     if kind and set(kind.split()) != {"dtmf"}:
         message = "speech recognition is not supported, only dtmf" if "speech" in kind else "must be dtmf"
-        raise src.error(f'<Gather> input="{_shown(kind)}": {message}', element)
-    _no_stray_text(element, src)
+        raise src.error(f'<Gather> input="{shown(kind)}": {message}', element)
+    no_stray_text(element, src)
     nested: list[Verb] = []
-    for child in _elements(element, src):
+    for child in elements(element, src):
         tag = str(child.tag)
         if tag in _VERBS and tag not in GATHER_NESTED:
             allowed = ", ".join(f"<{name}>" for name in sorted(GATHER_NESTED))
-            raise src.error(f"<{_name(child)}> cannot be nested in <Gather> (only {allowed})", child)
+            raise src.error(f"<{tag_name(child)}> cannot be nested in <Gather> (only {allowed})", child)
         if (verb := _parse_verb(child, src)) is not None:
             nested.append(verb)
-    attributes = _attributes(element, src, ("action", "method", "timeout", "numDigits"))
+    attributes = read_attributes(element, src, ("action", "method", "timeout", "numDigits"))
     if element.get("finishOnKey") is not None:  # finishOnKey="" is meaningful: no key finishes
         attributes["finishOnKey"] = src.value(element.get("finishOnKey")).strip()
-    return _build(Gather, element, src, verbs=tuple(nested), **attributes)
+    return build(Gather, element, src, verbs=tuple(nested), **attributes)
 
 
-def _record(element: etree._Element, src: _Source) -> Record:
-    _text(element, src, required=False)
+def _record(element: etree._Element, src: Source) -> Record:
+    text_of(element, src, required=False)
     names = (
         "action",
         "method",
@@ -450,51 +313,51 @@ def _record(element: etree._Element, src: _Source) -> Record:
         "recordingStatusCallback",
         "recordingStatusCallbackMethod",
     )
-    attributes = _attributes(element, src, names)
+    attributes = read_attributes(element, src, names)
     if "recordingStatusCallbackMethod" in attributes:
         attributes["recordingStatusCallbackMethod"] = attributes["recordingStatusCallbackMethod"].upper()
     if element.get("finishOnKey") is not None:  # finishOnKey="" is meaningful: no key finishes
         attributes["finishOnKey"] = src.value(element.get("finishOnKey")).strip()
-    return _build(Record, element, src, **attributes)
+    return build(Record, element, src, **attributes)
 
 
 _CALL_EVENTS = frozenset({"initiated", "ringing", "answered", "completed"})
 
 
-def _status_callback(element: etree._Element, src: _Source) -> StatusCallback | None:
+def _status_callback(element: etree._Element, src: Source) -> StatusCallback | None:
     """A noun's ``statusCallback`` / ``statusCallbackMethod`` / ``statusCallbackEvent`` (Twilio's)."""
-    values = _attributes(element, src, ("statusCallback", "statusCallbackMethod", "statusCallbackEvent"))
+    values = read_attributes(element, src, ("statusCallback", "statusCallbackMethod", "statusCallbackEvent"))
     if "statusCallback" not in values:
         return None
     method = values.get("statusCallbackMethod", "POST").upper()
     if method not in ("GET", "POST"):
-        raise src.error(f'<{_name(element)}> statusCallbackMethod="{_shown(method)}": must be GET or POST', element)
+        raise src.error(f'<{tag_name(element)}> statusCallbackMethod="{shown(method)}": must be GET or POST', element)
     events = frozenset(values.get("statusCallbackEvent", "completed").replace(",", " ").split())
     if not events or not events <= _CALL_EVENTS:
         known = " ".join(sorted(_CALL_EVENTS))
-        raise src.error(f"<{_name(element)}> statusCallbackEvent: each of {known}", element)
+        raise src.error(f"<{tag_name(element)}> statusCallbackEvent: each of {known}", element)
     return StatusCallback(url=values["statusCallback"], method=cast("HttpMethod", method), events=events)
 
 
-def _number(element: etree._Element, src: _Source) -> DialNoun:
-    extras = _attributes(element, src, ("sendDigits", "url", "method"))
+def _number(element: etree._Element, src: Source) -> DialNoun:
+    extras = read_attributes(element, src, ("sendDigits", "url", "method"))
     callback = _status_callback(element, src)
-    return _build(Number, element, src, number=_text(element, src), status_callback=callback, **extras)
+    return build(Number, element, src, number=text_of(element, src), status_callback=callback, **extras)
 
 
-def _client(element: etree._Element, src: _Source) -> DialNoun:
-    whisper = _attributes(element, src, ("url", "method"))
+def _client(element: etree._Element, src: Source) -> DialNoun:
+    whisper = read_attributes(element, src, ("url", "method"))
     callback = _status_callback(element, src)
-    return _build(Client, element, src, name=_text(element, src), status_callback=callback, **whisper)
+    return build(Client, element, src, name=text_of(element, src), status_callback=callback, **whisper)
 
 
-def _sip(element: etree._Element, src: _Source) -> DialNoun:
-    whisper = _attributes(element, src, ("url", "method"))
+def _sip(element: etree._Element, src: Source) -> DialNoun:
+    whisper = read_attributes(element, src, ("url", "method"))
     callback = _status_callback(element, src)
-    return _build(Sip, element, src, uri=_text(element, src), status_callback=callback, **whisper)
+    return build(Sip, element, src, uri=text_of(element, src), status_callback=callback, **whisper)
 
 
-_VERBS: Mapping[str, Callable[[etree._Element, _Source], Verb]] = {
+_VERBS: Mapping[str, Callable[[etree._Element, Source], Verb]] = {
     "Dial": _dial,
     "Hangup": _hangup,
     "Pause": _pause,
@@ -507,7 +370,7 @@ _VERBS: Mapping[str, Callable[[etree._Element, _Source], Verb]] = {
     "Sms": _sms,
 }
 
-_NOUNS: Mapping[str, Callable[[etree._Element, _Source], DialNoun]] = {
+_NOUNS: Mapping[str, Callable[[etree._Element, Source], DialNoun]] = {
     "Number": _number,
     "Client": _client,
     "Sip": _sip,
@@ -515,11 +378,11 @@ _NOUNS: Mapping[str, Callable[[etree._Element, _Source], DialNoun]] = {
 }
 
 
-def _parse_verb(element: etree._Element, src: _Source) -> Verb | None:
+def _parse_verb(element: etree._Element, src: Source) -> Verb | None:
     parse = _VERBS.get(str(element.tag))
     if parse is None:
         # Restcomm skips a verb it does not know; so do we, saying so once.
-        warning = f"{redact_url(src.name)}, line {_line(element)}: unknown verb <{_name(element)}> skipped"
+        warning = f"{redact_url(src.name)}, line {line_of(element)}: unknown verb <{tag_name(element)}> skipped"
         log.warning("%s", warning)
         src.warnings.append(warning)
         return None
