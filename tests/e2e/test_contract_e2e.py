@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
+from models.ari import HANDLED_EVENT_TYPES
 from models.config import AriSettings
 from stasis_app.ari.rest import AriRest
 from stasis_app.ari.transport import AsteriskTransport
@@ -47,7 +48,8 @@ class RealSide:
         async with connect(url, additional_headers=self.auth, proxy=None) as socket:
             reader = asyncio.create_task(self._read(socket))
             settings = AriSettings(url="http://127.0.0.1:8088", username="x", password="y", app=self.app)
-            await AriRest(self.transport, settings.app).set_event_filter()  # what the app asks for, too
+            # What the app asks for, plus the Dial events the fake must keep producing as Asterisk does.
+            await AriRest(self.transport, settings.app).set_event_filter(HANDLED_EVENT_TYPES)
             try:
                 yield
             finally:
