@@ -77,6 +77,7 @@ class Engine:
     def register(self, leg: CallLeg, session: CallSession) -> None:
         self.legs[leg.id] = leg
         self.owner[leg.id] = session
+        session.leg_ids.add(leg.id)
 
     def new_bridge(self, owner: CallSession, name: str) -> Bridge:
         bridge = Bridge(uuid.uuid4().hex, name, owner)
@@ -88,9 +89,11 @@ class Engine:
         bridge = session.own_bridge
         if bridge is not None and bridge.is_gone:
             self.bridges.pop(bridge.id, None)
-        for leg_id, leg in list(self.legs.items()):
+        # The session's own legs only: scanning every leg of every call made each call's end cost O(calls).
+        for leg_id in session.leg_ids:
+            leg = self.legs.get(leg_id)
             # A refused originate made no channel, so no event will clear it: the session's end does.
-            if leg.is_gone and self.owner.get(leg_id) is session:
+            if leg is not None and leg.is_gone and self.owner.get(leg_id) is session:
                 self._forget(leg_id)
 
     def in_conference(self, channel_id: str) -> bool:

@@ -106,6 +106,7 @@ class CallSession(CallMedia, CallRequests):
         if bridge is not None:
             bridge.owner = self
         self.dial_legs: dict[str, CallLeg] = {}
+        self.leg_ids: set[str] = set()  # every leg the engine registered for this call, to forget them at its end
         self.connection: Connection | None = None  # the Dial's connected pair, while connected
         self.last_dial_status: str | None = None
         self.document_source = ""
@@ -211,7 +212,7 @@ class CallSession(CallMedia, CallRequests):
             del self.dial_legs[gone]
         self.dial_legs[dialed.id] = dialed
         self.host.register(dialed, self)
-        log.info("number %s: dials our number %s in-process (%s)", self._number.number, number.number, leg.call_sid)
+        log.debug("number %s: dials our number %s in-process (%s)", self._number.number, number.number, leg.call_sid)
         self.host.start_session(CallSession(self.host, leg, number, parent=self))
         return dialed
 
