@@ -98,8 +98,11 @@ class Transfer:
         if old is new or old is TransferStatus.ENDED or (old in _FINAL and new is not TransferStatus.ENDED):
             return
         self.status = new
-        with for_call(self.transferee.call_sid):
-            log.info("transfer %s: %s -> %s (%s)", self.id, old.value, new.value, why)
+        # The outcome is worth a line at INFO; the steps to it are DEBUG (a line costs ~15 us, on every call).
+        level = logging.INFO if new in _FINAL else logging.DEBUG
+        if log.isEnabledFor(level):
+            with for_call(self.transferee.call_sid):
+                log.log(level, "transfer %s: %s -> %s (%s)", self.id, old.value, new.value, why)
         if (state := _NOTIFY.get(new)) is not None:
             self._post(state)
         if new in _FINAL and not self.decided.done():

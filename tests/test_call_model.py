@@ -116,7 +116,7 @@ async def test_a_local_redirect_loop_does_not_hold_the_event_loop(tmp_path):
 
 
 async def test_a_transfer_logs_each_step(rig, caplog):
-    caplog.set_level(logging.INFO, logger="stasis_app")
+    caplog.set_level(logging.DEBUG, logger="stasis_app")
     rig.web.xml("/1001.xml", DIAL_BOB)
     rig.web.xml("/refer.xml", "<Response><Dial><Client>carol</Client></Dial></Response>")
     rig.fake.phone("PJSIP/bob", answer_after=0.01)
@@ -131,7 +131,8 @@ async def test_a_transfer_logs_each_step(rig, caplog):
     await rig.fake.phone_hangup(alice)
     await rig.idle()
 
-    steps = [r.getMessage().split(" (")[0] for r in caplog.records if r.getMessage().startswith("transfer ")]
+    records = [r for r in caplog.records if r.getMessage().startswith("transfer ")]
+    steps = [r.getMessage().split(" (")[0] for r in records]
     ids = {line.split()[1].rstrip(":") for line in steps}
     assert len(ids) == 1
     assert [line.split(": ", 1)[1] for line in steps[1:]] == [
@@ -140,6 +141,8 @@ async def test_a_transfer_logs_each_step(rig, caplog):
         "dialing -> answered",
         "answered -> ended",
     ]
+    # At INFO a transfer is two lines, the REFER and its outcome: the steps between are DEBUG.
+    assert [r.levelname for r in records] == ["INFO", "DEBUG", "DEBUG", "INFO", "DEBUG"]
 
 
 async def test_a_refused_originate_leaves_nothing_in_the_engine(rig):
