@@ -16,7 +16,15 @@ from urllib.parse import quote
 
 from pydantic import TypeAdapter
 
-from models.ari import HANDLED_EVENT_TYPES, Bridge, Channel, LiveRecording, StoredRecording, TransferState
+from models.ari import (
+    HANDLED_EVENT_TYPES,
+    UNUSED_EVENT_TYPES,
+    Bridge,
+    Channel,
+    LiveRecording,
+    StoredRecording,
+    TransferState,
+)
 from stasis_app.ari.protocol import AsteriskApi, HangupReason, Transport, TransportError
 from stasis_app.errors import AriError, CallGone
 
@@ -26,9 +34,10 @@ _CHANNELS: TypeAdapter[list[Channel]] = TypeAdapter(list[Channel])
 _BRIDGES: TypeAdapter[list[Bridge]] = TypeAdapter(list[Bridge])
 # RESTResponse too: the filter applies to every message on the socket, and REST answers over the websocket
 # (stasis_app.ari.ws_rest) would be dropped, the filter's own answer first.
-# Dial events are none of the engine's business (it learns a dial's outcome from StasisStart and the hangup
-# cause), and they are a sixth of what a transfer would make Asterisk serialise and send: not asked for.
-ENGINE_EVENT_TYPES = tuple(kind for kind in HANDLED_EVENT_TYPES if kind != "Dial")
+# Dial and PlaybackStarted events are none of the engine's business (it learns a dial's outcome from StasisStart
+# and the hangup cause, a playback's end from PlaybackFinished), and Dial alone is a sixth of what a transfer
+# would make Asterisk serialise and send: not asked for.
+ENGINE_EVENT_TYPES = tuple(kind for kind in HANDLED_EVENT_TYPES if kind not in UNUSED_EVENT_TYPES)
 
 
 def _event_filter(types: Iterable[str]) -> bytes:
