@@ -109,6 +109,8 @@ class Webhooks:
         )
         # path -> ((mtime_ns, size), text): an unchanged app costs one stat() per request.
         self._app_cache: dict[Path, tuple[tuple[int, int], str]] = {}
+        # Documents of app files that take no $core_ parameter: the same text always parses the same (frozen).
+        self._parsed: dict[str, tuple[str, Document]] = {}
 
     async def __aenter__(self) -> Webhooks:
         return self
@@ -238,7 +240,15 @@ class Webhooks:
     def _fetch_app(self, url: str, params: Mapping[str, str]) -> Document:
         # Synchronous on purpose: a stat() of a small local file (and a read when it changed) costs
         # less than handing it to a thread.
-        return parse_rcml(self._read_app(url), url, params)
+        text = self._read_app(url)
+        if "$core_" in text:
+            return parse_rcml(text, url, params)
+        parsed = self._parsed.get(url)
+        if parsed is not None and parsed[0] is text:  # _read_app hands back the same str while the file is unchanged
+            return parsed[1]
+        document = parse_rcml(text, url, params)
+        self._parsed[url] = (text, document)
+        return document
 
     def _read_app(self, url: str) -> str:
         path = app_file(self._settings.apps_path, url)

@@ -188,6 +188,19 @@ async def test_app_file_is_reread_when_it_changes(webhooks: Webhooks, apps: Path
     assert (await webhooks.fetch("app:live", "POST", {})).verbs == (Redirect(url="app:other"),)
 
 
+async def test_an_unchanged_app_file_is_parsed_once_unless_it_takes_parameters(webhooks: Webhooks, apps: Path):
+    (apps / "fixed.xml").write_text(HANGUP)
+    first = await webhooks.fetch("app:fixed", "POST", {"From": "alice"})
+    assert await webhooks.fetch("app:fixed", "POST", {"From": "bob"}) is first
+    (apps / "refer.xml").write_text("<Response><Dial><Number>$core_ReferTarget</Number></Dial></Response>")
+    to_1002 = await webhooks.fetch("app:refer", "POST", {"ReferTarget": "1002"})
+    to_1003 = await webhooks.fetch("app:refer", "POST", {"ReferTarget": "1003"})
+    assert (to_1002.verbs, to_1003.verbs) == (
+        (Dial(nouns=(Number(number="1002"),)),),
+        (Dial(nouns=(Number(number="1003"),)),),
+    )
+
+
 @pytest.mark.parametrize("relative", ["next.xml", "./next.xml", "/next.xml", "next", "app:next"])
 async def test_relative_url_in_an_app_names_a_sibling_app(webhooks: Webhooks, apps: Path, relative: str):
     (apps / "next.xml").write_text(HANGUP)
