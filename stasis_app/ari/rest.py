@@ -52,9 +52,13 @@ _GONE_STATUSES = (400, 409, 422)
 _GONE_MESSAGE = re.compile(r"not found|not in Stasis", re.IGNORECASE)
 
 
+# The ids Asterisk and the engine make ("1796255995.0", uuid hex) need no escaping: skip quote() for those.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._~-]+\Z")
+
+
 def _id(value: str) -> str:
     """A channel/bridge/playback id as one path segment (``/`` and friends escaped)."""
-    return quote(value, safe="")
+    return value if _PLAIN_ID.match(value) else quote(value, safe="")
 
 
 def _message(status: int, body: bytes) -> str:
