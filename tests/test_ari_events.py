@@ -231,7 +231,7 @@ async def test_upgrade_carries_basic_auth_and_no_secret_in_url_or_logs(caplog):
     assert upgrade.headers["Authorization"] == f"Basic {TOKEN}"
     assert "api_key" not in upgrade.path
     assert PASSWORD not in upgrade.path
-    # websockets logs handshake headers at DEBUG; the client's side must not (the fake server's may).
+    # The fake server (websockets) logs handshake headers at DEBUG; the client side (aiohttp) must not.
     ours = [r.getMessage() for r in caplog.records if not r.name.startswith("websockets.server")]
     assert any("connected" in line for line in ours)
     assert not [line for line in ours if PASSWORD in line or TOKEN in line]
