@@ -32,7 +32,7 @@ from models.ari import (
     UnknownEvent,
 )
 from models.config import AriSettings
-from stasis_app.ari import AriClient, Backoff, EventLog, StreamState
+from stasis_app.ari import AriClient, Backoff, EventLog, EventStream, StreamState
 from stasis_app.errors import AriError
 
 TRACE = Path("/work/shared/traces/blind_transfer_keep_transferor_until_answer.jsonl")
@@ -578,3 +578,27 @@ async def test_a_message_of_megabytes_is_taken_and_the_stream_goes_on():
 
     assert [e.type for e in handler.events] == ["ChannelVarset", "StasisStart"]
     assert handler.log[0] == ("connected", False)
+
+
+async def test_an_upgrade_that_never_answers_times_out_and_is_retried(caplog):
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # reads the upgrade request, never answers it
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    stream = EventStream(f"ws://127.0.0.1:{port}/ari/events", {}, backoff=FAST, open_timeout=0.1)
+    task = asyncio.create_task(stream.run(Recorder()))
+    try:
+        await until(lambda: len(accepted) >= 2)
+    finally:
+        await stream.close()
+        await asyncio.wait_for(task, 2)
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+    assert "cannot connect: TimeoutError; retry in" in caplog.text
+    assert stream.state is StreamState.CLOSED
