@@ -32,7 +32,7 @@ from models.ari import (
     UnknownEvent,
 )
 from models.config import AriSettings
-from stasis_app.ari import AriClient, Backoff, EventLog, StreamState
+from stasis_app.ari import AriClient, Backoff, EventLog, EventStream, StreamState
 from stasis_app.errors import AriError
 
 TRACE = Path("/work/shared/traces/blind_transfer_keep_transferor_until_answer.jsonl")
@@ -231,7 +231,7 @@ async def test_upgrade_carries_basic_auth_and_no_secret_in_url_or_logs(caplog):
     assert upgrade.headers["Authorization"] == f"Basic {TOKEN}"
     assert "api_key" not in upgrade.path
     assert PASSWORD not in upgrade.path
-    # websockets logs handshake headers at DEBUG; the client's side must not (the fake server's may).
+    # The fake server (websockets) logs handshake headers at DEBUG; the client side (aiohttp) must not.
     ours = [r.getMessage() for r in caplog.records if not r.name.startswith("websockets.server")]
     assert any("connected" in line for line in ours)
     assert not [line for line in ours if PASSWORD in line or TOKEN in line]
@@ -499,3 +499,106 @@ async def test_a_server_that_accepts_and_drops_at_once_is_still_backed_off():
     backoff = Backoff(initial=0.05, maximum=10.0, after_clean_close=0.0, jitter=0)
     times = await connect_times([drop] * 4 + [stay_open], backoff, 5)
     assert times[-1] >= 0.7, times  # 0.05 + 0.1 + 0.2 + 0.4: no event, not up long, so the delay doubles
+
+
+# -- what the websocket client must do whatever library it is built on --------------------------------------------
+
+
+async def test_close_says_1000_to_asterisk():
+    codes: list[int | None] = []
+
+    async def record(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+        codes.append(ws.close_code)
+
+    handler = Recorder()
+    async with fake_asterisk(FakeAsterisk(record)) as fake:
+        async with running(fake, handler):
+            await handler.wait_for(1)
+        await until(lambda: bool(codes))  # before the server itself closes anything
+
+    assert codes == [1000]
+
+
+@pytest.mark.parametrize(
+    ("code", "lost"),
+    [
+        (1001, "lost: closed by Asterisk (code 1001, shutting down)"),
+        # Any other code is an error (RFC 6455 7.4.1): reported as a drop, the code and reason kept.
+        (1011, "lost: connection dropped ("),
+    ],
+    ids=["going away", "internal error"],
+)
+async def test_a_close_by_asterisk_is_logged_with_its_code_and_reason(code, lost, caplog):
+    caplog.set_level(logging.INFO)
+
+    async def close(ws: ServerConnection) -> None:
+        await ws.close(code, "shutting down")
+
+    handler = Recorder()
+    fake = FakeAsterisk(close, stay_open)
+    async with fake_asterisk(fake), running(fake, handler):
+        await handler.wait_for(2)
+
+    [line] = [r.getMessage() for r in caplog.records if "lost:" in r.getMessage()]
+    assert lost in line
+    assert str(code) in line
+    assert "shutting down" in line
+
+
+async def test_asterisk_pings_are_answered_while_on_connected_runs():
+    pongs: list[float] = []
+
+    async def ping(ws: ServerConnection) -> None:
+        pongs.append(await asyncio.wait_for(await ws.ping(), 2))
+        await ws.wait_closed()
+
+    class Resyncing(Recorder):
+        async def on_connected(self, reconnect: bool) -> None:
+            # The resync is still going when Asterisk pings: the socket must be read (and answered) meanwhile.
+            try:
+                await until(lambda: bool(pongs))
+            finally:
+                await super().on_connected(reconnect)
+
+    handler = Resyncing()
+    async with fake_asterisk(FakeAsterisk(ping)) as fake, running(fake, handler):
+        await handler.wait_for(1)
+
+    assert len(pongs) == 1
+
+
+async def test_a_message_of_megabytes_is_taken_and_the_stream_goes_on():
+    # GET /channels with thousands of channels, or an event with a huge variable, is megabytes in one message.
+    big = json.loads(VARSET)
+    big["value"] = "x" * (6 * 1024 * 1024)
+    handler = Recorder()
+    async with fake_asterisk(FakeAsterisk(send(json.dumps(big), FIRST[0]))) as fake, running(fake, handler):
+        await handler.wait_for(3, within=5)
+
+    assert [e.type for e in handler.events] == ["ChannelVarset", "StasisStart"]
+    assert handler.log[0] == ("connected", False)
+
+
+async def test_an_upgrade_that_never_answers_times_out_and_is_retried(caplog):
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # reads the upgrade request, never answers it
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    stream = EventStream(f"ws://127.0.0.1:{port}/ari/events", {}, backoff=FAST, open_timeout=0.1)
+    task = asyncio.create_task(stream.run(Recorder()))
+    try:
+        await until(lambda: len(accepted) >= 2)
+    finally:
+        await stream.close()
+        await asyncio.wait_for(task, 2)
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+    assert "cannot connect: TimeoutError; retry in" in caplog.text
+    assert stream.state is StreamState.CLOSED

@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from models.ari import AriEvent
 from models.config import AriSettings
 from stasis_app.ari import AriClient, Backoff, EventStream
+from stasis_app.ari.protocol import TransportError
 from stasis_app.ari.ws_rest import WebSocketTransport
 from stasis_app.errors import AriError, CallGone
 from tests.test_ari_events import FIRST
@@ -304,3 +306,15 @@ async def test_an_unanswered_request_times_out_and_a_late_answer_is_ignored():
         # The answer that never came to that request does not confuse the next one.
         asterisk.reply(asterisk.sockets[0], asterisk.requests[-1], 500, {"message": "too late"})
         await ari.ring("c1")
+
+
+async def test_a_request_on_a_socket_already_closed_is_a_transport_error():
+    # The socket closed before the stream could detach it: the websocket client's own error becomes ours.
+    transport = WebSocketTransport(timeout=1.0)
+    async with listening(Asterisk()) as asterisk, aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(asterisk.url)
+        await ws.close()
+        transport.attach(ws.send_str)
+        with pytest.raises(TransportError, match="the events websocket closed: "):
+            await transport.request("GET", "/channels")
+    assert asterisk.requests == []

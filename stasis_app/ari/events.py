@@ -32,9 +32,9 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import IO, Protocol
 
+import aiohttp
 import pydantic
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from aiohttp import ClientWebSocketResponse, WSMessage, WSMsgType
 
 from models.ari import UNUSED_EVENT_TYPES, event_type, parse_event
 from stasis_app.ari.protocol import EventHandler
@@ -93,22 +93,16 @@ class Backoff:
         return base * (1 + random.uniform(-self.jitter, self.jitter))
 
 
-class _NoDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The logger handed to websockets: it logs every handshake header at DEBUG, ``Authorization`` included,
-    so its DEBUG output is switched off for our connections whatever the logging configuration says."""
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-
-_WS_LOGGER = _NoDebug(logging.getLogger("stasis_app.ari.websocket"))
-
-
 # How long a closing handshake may take before the socket is dropped: bounds close() on a wedged Asterisk.
 _CLOSE_TIMEOUT = 2.0
-# Messages buffered while on_connected resyncs. Asterisk drops a websocket it cannot write to within
-# ari.conf's websocket_write_timeout (100 ms by default), so keep draining the socket instead of pausing it.
-_MAX_QUEUE = 4096
+# The largest message taken: GET /channels answered on the socket with thousands of channels is megabytes, and a
+# message too large would cost the connection. Asterisk drops a websocket it cannot write to within ari.conf's
+# websocket_write_timeout (100 ms by default), so the socket is read all along (events held while on_connected
+# resyncs), never left to fill up.
+_MAX_MESSAGE = 64 * 1024 * 1024
+# Close codes that end a connection normally (RFC 6455 7.4.1): normal closure, going away, no status given.
+# Any other is an error, reported as a dropped connection.
+_CLEAN_CLOSE = frozenset({1000, 1001, 1005})
 
 
 @dataclass
@@ -147,6 +141,7 @@ class EventStream:
         self._state = StreamState.IDLE
         self._closing = asyncio.Event()
         self._session: asyncio.Task[_Lost] | None = None
+        self._http: aiohttp.ClientSession | None = None  # made in run(), inside the running loop
 
     @property
     def state(self) -> StreamState:
@@ -167,31 +162,39 @@ class EventStream:
         reconnect = False
         last_failure = ""  # the previous failed attempt's reason, to log an unchanged outage once
         self._set_state(StreamState.CONNECTING, self._url)
-        while not self._closing.is_set():
-            self._session = asyncio.create_task(self._connect_and_read(handler, reconnect))
-            try:
-                lost = await self._session
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if self._closing.is_set() and current is not None and not current.cancelling():
-                    break  # close() cancelled the session, not our caller
-                raise
-            finally:
-                self._session = None
-            if self._closing.is_set():
-                break
-            if lost.connected_for is not None:
-                reconnect = True
-                if lost.events or lost.connected_for >= self._backoff.stable_after:
-                    failures = 0
-            failures += 1
-            delay = self._backoff.delay(failures)
-            if lost.clean:
-                delay = max(delay, self._backoff.after_clean_close)
-            self._report(lost, delay, repeated=lost.connected_for is None and lost.reason == last_failure)
-            last_failure = lost.reason if lost.connected_for is None else ""
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), delay)
+        # One HTTP session for the stream's life, each socket one connection of it. Not trust_env: aiohttp then
+        # ignores HTTP(S)_PROXY / ALL_PROXY and netrc; Asterisk is reached directly. No total timeout (aiohttp's
+        # default is 5 minutes): the socket lives for hours, and the upgrade is bounded by open_timeout.
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None), trust_env=False)
+        try:
+            while not self._closing.is_set():
+                self._session = asyncio.create_task(self._connect_and_read(self._http, handler, reconnect))
+                try:
+                    lost = await self._session
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if self._closing.is_set() and current is not None and not current.cancelling():
+                        break  # close() cancelled the session, not our caller
+                    raise
+                finally:
+                    self._session = None
+                if self._closing.is_set():
+                    break
+                if lost.connected_for is not None:
+                    reconnect = True
+                    if lost.events or lost.connected_for >= self._backoff.stable_after:
+                        failures = 0
+                failures += 1
+                delay = self._backoff.delay(failures)
+                if lost.clean:
+                    delay = max(delay, self._backoff.after_clean_close)
+                self._report(lost, delay, repeated=lost.connected_for is None and lost.reason == last_failure)
+                last_failure = lost.reason if lost.connected_for is None else ""
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), delay)
+        finally:
+            http, self._http = self._http, None
+            await http.close()
         self._set_state(StreamState.CLOSED, "closed by the application")
 
     def _report(self, lost: _Lost, delay: float, *, repeated: bool) -> None:
@@ -208,27 +211,31 @@ class EventStream:
             level = logging.DEBUG if repeated else logging.WARNING
             logger.log(level, "ARI events: cannot connect: %s; retry in %.1f s", lost.reason, delay)
 
-    async def _connect_and_read(self, handler: EventHandler, reconnect: bool) -> _Lost:
+    async def _connect_and_read(self, http: aiohttp.ClientSession, handler: EventHandler, reconnect: bool) -> _Lost:
         try:
-            ws = await connect(
-                self._url,
-                additional_headers=self._headers,
-                open_timeout=self._open_timeout,
-                close_timeout=_CLOSE_TIMEOUT,
-                max_queue=_MAX_QUEUE,
-                logger=_WS_LOGGER,
-                # websockets reads HTTP(S)_PROXY / ALL_PROXY unless told not to; Asterisk is reached directly.
-                proxy=None,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            return _Lost(f"HTTP {status} on upgrade", unauthorized=status == HTTPStatus.UNAUTHORIZED)
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            async with asyncio.timeout(self._open_timeout):
+                ws = await http.ws_connect(
+                    self._url,
+                    headers=self._headers,
+                    # autoping: Asterisk's pings are answered by the read loop. close: the bound on a closing
+                    # handshake. Receive: no timeout, an idle Asterisk sends nothing for as long as it likes.
+                    autoping=True,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_CLOSE_TIMEOUT),
+                    max_msg_size=_MAX_MESSAGE,
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == HTTPStatus.SWITCHING_PROTOCOLS:  # 101 with a bad Upgrade or Sec-WebSocket-Accept
+                return _Lost(_describe(exc))
+            return _Lost(f"HTTP {exc.status} on upgrade", unauthorized=exc.status == HTTPStatus.UNAUTHORIZED)
+        except aiohttp.ClientConnectorError as exc:
+            # Its own text adds "Cannot connect to host ... ssl:default"; the OS error says it all.
+            return _Lost(_describe(exc.os_error))
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
             return _Lost(_describe(exc))
         opened = time.monotonic()
         rest = self._rest
         if rest is not None:
-            rest.attach(ws.send)
+            rest.attach(ws.send_str)
         reader = _Reader(handler, self._sink, rest)
         reading = asyncio.create_task(reader.read(ws))
         hook = asyncio.create_task(self._run_hook()) if self._on_open is not None else None
@@ -242,13 +249,23 @@ class EventStream:
                 lost = _Lost(f"on_connected failed: {exc}", time.monotonic() - opened)
                 return lost
             reader.release()
-            await reading
-            # ``async for`` ends quietly on a clean close and raises on a dropped one.
-            reason = f"closed by Asterisk (code {ws.close_code}{_suffix(ws)})"
-            lost = _Lost(reason, time.monotonic() - opened, clean=True, events=reader.events)
-            return lost
-        except ConnectionClosed as exc:
-            lost = _Lost(f"connection dropped ({exc})", time.monotonic() - opened, events=reader.events)
+            end = await reading
+            code = (end.data or 1005) if end.type is WSMsgType.CLOSE else 0  # 0: no code in the close frame
+            if code in _CLEAN_CLOSE:
+                # Asterisk's close frame, answered with ours by aiohttp.
+                reason = f"closed by Asterisk (code {code}{_suffix(end.extra)})"
+                lost = _Lost(reason, time.monotonic() - opened, clean=True, events=reader.events)
+            elif code:
+                # A close frame saying something went wrong (1011 internal error, 1008 policy...).
+                reason = f"connection dropped (received close code {code}{_suffix(end.extra)})"
+                lost = _Lost(reason, time.monotonic() - opened, events=reader.events)
+            elif end.type is WSMsgType.ERROR:
+                # A protocol error (bad UTF-8, a message over _MAX_MESSAGE...): aiohttp closed the socket.
+                why = _describe(end.data) if isinstance(end.data, BaseException) else str(end.data)
+                lost = _Lost(f"connection dropped ({why})", time.monotonic() - opened, events=reader.events)
+            else:  # CLOSED: the TCP connection ended without a close frame
+                reason = "connection dropped (no close frame received)"
+                lost = _Lost(reason, time.monotonic() - opened, events=reader.events)
             return lost
         except OSError as exc:
             lost = _Lost(_describe(exc), time.monotonic() - opened, events=reader.events)
@@ -261,9 +278,12 @@ class EventStream:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            # Not ``async with ws``: that closes with 1011 (internal error) when close() cancels this task;
-            # a plain close() says 1000 to Asterisk in every case, and returns at once on a dead socket.
-            await ws.close()
+            # Says 1000 to Asterisk in every case and returns at once on a dead socket: with the reading task
+            # gone aiohttp does not wait for Asterisk's answering close frame. Bounded all the same, for a wedged
+            # socket; cancelled, aiohttp drops the connection.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await ws.close()
 
     async def _run_hook(self) -> None:
         assert self._on_open is not None
@@ -325,9 +345,16 @@ class _Reader:
         self.held: list[str | bytes] | None = []
         self.events = 0
 
-    async def read(self, ws: ClientConnection) -> None:
+    async def read(self, ws: ClientWebSocketResponse) -> WSMessage:
+        """Read until the socket ends; returns the message that ended it (CLOSE, CLOSED or ERROR)."""
         handler, sink, rest = self.handler, self.sink, self.rest
-        async for message in ws:
+        receive = ws.receive  # answers pings (autoping) and Asterisk's close frame (autoclose) on its own
+        while True:
+            frame = await receive()
+            kind = frame.type
+            if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
+                return frame
+            message: str | bytes = frame.data
             # Asterisk writes "type" first: one look at the head of the message, no parse, routes a response.
             if rest is not None and type(message) is str and _RESPONSE in message[:_HEAD]:
                 rest.deliver(message)
@@ -390,5 +417,5 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _suffix(ws: ClientConnection) -> str:
-    return f", {ws.close_reason}" if ws.close_reason else ""
+def _suffix(reason: str | None) -> str:
+    return f", {reason}" if reason else ""

@@ -5,7 +5,7 @@ method every way of reaching Asterisk's REST interface implements.
 
 :class:`stasis_app.ari.rest.AriRest` writes the typed REST calls once, above a :class:`Transport`; the HTTP
 transports of :mod:`stasis_app.ari.transport` and the fake Asterisk in ``tests/`` sit beneath it. Nothing above
-this package imports httpx or websockets.
+this package imports httpx or aiohttp's websocket client.
 """
 
 from __future__ import annotations

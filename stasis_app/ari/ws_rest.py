@@ -29,15 +29,13 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-from websockets.exceptions import ConnectionClosed
-
 from stasis_app.ari.protocol import Transport, TransportError
 
 __all__ = ["WebSocketTransport"]
 
 logger = logging.getLogger(__name__)
 
-# Sends one text message on the socket (``ClientConnection.send``).
+# Sends one text message on the socket (aiohttp's ``ClientWebSocketResponse.send_str``).
 Send = Callable[[str], Awaitable[None]]
 
 
@@ -149,7 +147,8 @@ class WebSocketTransport:
                 return await future
         except TimeoutError:
             raise TransportError(f"no answer on the events websocket within {timeout:g} s") from None
-        except ConnectionClosed as exc:
+        except ConnectionError as exc:
+            # aiohttp raises ClientConnectionResetError (a ConnectionResetError) on a socket closing or gone.
             raise TransportError(f"the events websocket closed: {exc}") from None
         finally:
             self._pending.pop(request_id, None)
