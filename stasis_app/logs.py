@@ -44,6 +44,10 @@ def install(level: int | str) -> None:
     root = logging.getLogger()
     if root.handlers:
         return
+    # FORMAT shows none of these: skip looking them up for every record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(CallSidFilter())

@@ -59,7 +59,9 @@ class DialVerb:
         call.dial_ended(result.status)
         if result.interrupted is not None:
             return result.interrupted
-        log.info("number %s: Dial %s (%d s)", call.number.number, result.status, result.duration)
+        # A connected call that ended is the usual case, a line at DEBUG; busy, no answer and failures at INFO.
+        level = logging.DEBUG if result.status == "completed" else logging.INFO
+        log.log(level, "number %s: Dial %s (%d s)", call.number.number, result.status, result.duration)
         if verb.action is None:
             return HangupCall() if call.caller.is_gone else Next()
         params = {
