@@ -29,6 +29,8 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from pydantic_core import to_json
+
 from stasis_app.ari.protocol import Transport, TransportError
 
 __all__ = ["WebSocketTransport"]
@@ -143,7 +145,7 @@ class WebSocketTransport:
         self._pending[request_id] = future
         try:
             async with asyncio.timeout(timeout):
-                await send(json.dumps(message, separators=(",", ":")))
+                await send(to_json(message).decode())
                 return await future
         except TimeoutError:
             raise TransportError(f"no answer on the events websocket within {timeout:g} s") from None
