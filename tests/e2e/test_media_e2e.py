@@ -51,9 +51,10 @@ async def test_gather_collects_keys_typed_during_the_prompt(
     events = rcml.events()
     digits = [e["digit"] for e in events if e["type"] == "ChannelDtmfReceived"]
     assert digits == ["1", "2", "#"], digits
-    # The first key stopped the prompt: one hello-world started, none after, no beep (the action replaced it).
-    started = [e["playback"]["media_uri"] for e in events if e["type"] == "PlaybackStarted"]
-    assert started == ["sound:hello-world"], started
+    # The first key stopped the prompt: one hello-world played, none after, no beep (the action replaced it).
+    # (The app does not ask for PlaybackStarted: a playback that ran is one that finished.)
+    played = [e["playback"]["media_uri"] for e in events if e["type"] == "PlaybackFinished"]
+    assert played == ["sound:hello-world"], played
 
 
 async def test_gather_without_input_goes_on_to_the_next_verb(
