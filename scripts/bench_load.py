@@ -162,6 +162,7 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
         analyse_calls(result, phones["alice"].msgs, phones["bob"].msgs, phones["carol"].msgs)
         if _alive(ast_pid):
             _leftovers(result, args.settle)
+            result.notes.extend(_queues())
         else:
             result.notes.append(f"Asterisk died during the run; see {_rel(out)}/asterisk-*.log")
         result.asterisk_log = read_log_complaints(log, log_start, asterisk=True)
@@ -251,6 +252,20 @@ def _round(out: Path, calls: int, rate: float, limit: int, talk_ms: int, *, sett
         for phone in phones.values():
             phone.stop()
     return phones
+
+
+def _queues() -> list[str]:
+    """Asterisk's busiest task queues of the round, by the deepest each got: a queue that backs up is where the
+    calls waited (the ARI app's own, ``stasis/m:ari:application/rcml-*``, delivers all its events one by one)."""
+    text = sandbox("cli", "core show taskprocessors", check=False, timeout=30)
+    rows = []
+    for line in text.splitlines():
+        fields = line.split()
+        # Processor, Processed, In Queue, Max Depth, Low water, High water (22.10.1 adds two timing columns)
+        if len(fields) >= 6 and fields[1].isdigit() and fields[3].isdigit():
+            rows.append((int(fields[3]), int(fields[1]), fields[0]))
+    deepest = sorted(rows, reverse=True)[:3]
+    return [f"Asterisk queue {name}: {n} tasks, {depth} deep at most" for depth, n, name in deepest if depth >= 50]
 
 
 def _drain(settle: float) -> list[str]:
