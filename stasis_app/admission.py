@@ -1,6 +1,7 @@
 """Admission control: a new call is refused at StasisStart when the app is at its ceiling, so the calls already
-up keep what they need. Two measures, both cheap: the calls running now, how late the event loop runs, and how
-far behind Asterisk the app is (the age of the new call's StasisStart).
+up keep what they need. Measures, all cheap: the calls running now, how late the event loop runs, how far behind
+Asterisk the app is (the age of the new call's StasisStart), and how far behind the app Asterisk is (how long it
+has lately taken to answer the app's requests).
 
 A refused call is hung up with ``congestion`` (Q.850 34: the phone sees 503) before any webhook is requested;
 refusals are counted and logged at most once a second, whatever the rate.
@@ -44,15 +45,20 @@ class Admission:
             await asyncio.gather(self._probe, return_exceptions=True)
             self._probe = None
 
-    def admit(self, calls_up: int, timestamp: str = "") -> bool:
-        """True if a new call may start now, with ``calls_up`` calls running and its StasisStart stamped
-        ``timestamp`` by Asterisk; else counts and maybe logs."""
+    def admit(self, calls_up: int, timestamp: str = "", answer_ms: float = 0.0) -> bool:
+        """True if a new call may start now, with ``calls_up`` calls running, its StasisStart stamped
+        ``timestamp`` by Asterisk and Asterisk answering requests in ``answer_ms`` lately; else counts and maybe
+        logs."""
         why = None
         age_ms = _age_ms(timestamp) if self.limits.max_event_age_ms and timestamp else 0.0
         if calls_up >= self.limits.max_calls:
             why = f"{calls_up} calls up (max_calls {self.limits.max_calls})"
         elif age_ms > self.limits.max_event_age_ms:
             why = f"the app is {age_ms:.0f} ms behind Asterisk (max_event_age_ms {self.limits.max_event_age_ms:.0f})"
+        elif self.limits.max_answer_ms and answer_ms > self.limits.max_answer_ms:
+            why = (
+                f"Asterisk takes {answer_ms:.0f} ms to answer requests (max_answer_ms {self.limits.max_answer_ms:.0f})"
+            )
         elif self.limits.max_loop_lag_ms and self.lag_ms > self.limits.max_loop_lag_ms:
             why = f"event loop {self.lag_ms:.0f} ms late (max_loop_lag_ms {self.limits.max_loop_lag_ms:.0f})"
         if why is None:

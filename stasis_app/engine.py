@@ -234,7 +234,7 @@ class Engine:
             log.info("call from %s to %s: not a configured number; rejected", party.from_ or "?", exten)
             self.spawn(self._hangup_stray(channel.id, "unallocated"), "unknown-number")
             return
-        if not self.admission.admit(len(self.sessions), event.timestamp):
+        if not self.admission.admit(len(self.sessions), event.timestamp, self.ari.answer_ms()):
             self.spawn(self._hangup_stray(channel.id, "congestion"), "refused")
             return
         state = LegState.UP if channel.state == "Up" else LegState.INBOUND

@@ -86,3 +86,30 @@ async def test_a_call_the_app_gets_to_late_is_refused_while_it_catches_up(rig, c
     assert len(rig.web.calls("/1001.xml")) == 1
     assert "behind Asterisk" in caplog.text
     rig.fake.assert_nothing_leaked()
+
+
+async def test_while_asterisk_answers_slowly_new_calls_are_refused(rig, caplog):
+    rig.engine.admission.limits = LimitSettings(max_answer_ms=100)
+    rig.web.xml("/1001.xml", "<Response><Hangup/></Response>")
+    rig.fake.answer_delay = 0.2  # Asterisk is saturated: every request waits 200 ms for its answer
+    first = [await rig.call("alice", "1001") for _ in range(15)]  # taken: Asterisk answered in time so far
+    await rig.until(lambda: not any(alice in rig.fake.channels for alice in first))
+    await rig.until(lambda: rig.engine.ari.answer_ms() > 100)  # their hangups' answers took 200 ms each
+
+    refused = await rig.call("alice", "1001")
+    await rig.until(lambda: refused not in rig.fake.channels)
+    assert rig.fake.hangup_causes[refused] == 34
+    assert "takes" in caplog.text
+    assert len(rig.web.calls("/1001.xml")) == 15
+
+    # Asterisk catches up: fast answers (the refusals' own hangups among them) bring the average down again.
+    rig.fake.answer_delay = 0.0
+    for _ in range(30):
+        again = await rig.call("alice", "1001")
+        await rig.until(lambda: again not in rig.fake.channels)  # noqa: B023 - awaited at once
+        if rig.fake.hangup_causes[again] != 34:
+            break
+    assert rig.fake.hangup_causes[again] != 34
+    assert len(rig.web.calls("/1001.xml")) == 16
+    await rig.idle()
+    rig.fake.assert_nothing_leaked()

@@ -7,6 +7,7 @@ path for the engine), any other refusal or no answer at all is :class:`AriError`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterable
@@ -56,6 +57,11 @@ _GONE_MESSAGE = re.compile(r"not found|not in Stasis", re.IGNORECASE)
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._~-]+\Z")
 
 
+# The answer-time average: each answer weighs a tenth; one older than this many seconds is no evidence.
+_ANSWER_WEIGHT = 0.1
+_ANSWER_STALE_S = 2.0
+
+
 def _id(value: str) -> str:
     """A channel/bridge/playback id as one path segment (``/`` and friends escaped)."""
     return value if _PLAIN_ID.match(value) else quote(value, safe="")
@@ -94,20 +100,38 @@ class AriRest:
         self.transport = transport
         self.app = app
         self._secret = scrub
+        self._answer_ms = 0.0  # moving average of answer times (admission control reads it)
+        self._answered_at = 0.0
 
     async def request(
         self, method: str, path: str, query: dict[str, str] | None = None, body: bytes | None = None
     ) -> bytes:
         """Send one request; the body of a 2xx answer, else :class:`CallGone` / :class:`AriError`."""
+        loop = asyncio.get_running_loop()  # its clock: the one every timer of the app runs on
+        started = loop.time()
         try:
             status, content = await self.transport.request(method, path, query, body)
         except TransportError as exc:
             raise AriError(method, path, None, self._scrub(str(exc))) from None
+        finally:
+            self._answered(started, loop.time())
         if status >= 400:
             error = error_for(method, path, status, content)
             error.reason = self._scrub(error.reason)
             raise type(error)(method, path, status, error.reason)
         return content
+
+    def _answered(self, started: float, now: float) -> None:
+        took_ms = (now - started) * 1000
+        # A stale average says nothing about now: start again from this answer.
+        weight = _ANSWER_WEIGHT if now - self._answered_at < _ANSWER_STALE_S else 1.0
+        self._answer_ms += (took_ms - self._answer_ms) * weight
+        self._answered_at = now
+
+    def answer_ms(self) -> float:
+        """How long Asterisk has lately taken to answer, in ms (0 once no answer came for a while)."""
+        now = asyncio.get_running_loop().time()
+        return self._answer_ms if now - self._answered_at < _ANSWER_STALE_S else 0.0
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text

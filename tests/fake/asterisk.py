@@ -121,6 +121,7 @@ class FakeAsterisk:
         self.app = app
         self.event_log: list[dict[str, Any]] = []
         self.rest_log: list[tuple[str, str, dict[str, Any]]] = []
+        self.answer_delay = 0.0  # seconds every REST answer takes: a saturated Asterisk
         self._switch = Switch(app, self._emit)
         self._queue: asyncio.Queue[AriEvent] = asyncio.Queue()
         self._handler: EventHandler | None = None
@@ -309,6 +310,8 @@ class FakeAsterisk:
         if body:
             params |= json.loads(body)
         self.rest_log.append((method, path, params))
+        if self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
         if self._closed:
             raise TransportError("the ARI client is closed")
         for failure in self._failures:
