@@ -29,6 +29,7 @@ class Call:
 
     name: str
     alice_answered: bool = False
+    alice_refused: bool = False  # 503: the app's admission control turned the call away
     alice_hung_up: bool = False  # she sent BYE and got 200
     alice_remote_bye: bool = False  # Asterisk hung her up
     refer_ts: float | None = None  # Bob sent REFER (first transmission)
@@ -46,6 +47,7 @@ class Call:
     def failure(self) -> str | None:
         """The first step of the flow that did not happen, in words; None for a completed call."""
         steps = (
+            (not self.alice_refused, "Alice was refused with 503 (overload)"),
             (self.alice_answered, "Alice was not answered"),
             (self.refer_ts is not None, "Bob sent no REFER"),
             (self.refer_202, "Bob's REFER got no 202"),
@@ -76,6 +78,7 @@ class ModeResult:
     placed: int = 0  # INVITEs Alice sent
     placing_s: float = 0.0  # her first INVITE to her last
     refers: int = 0
+    refused: int = 0  # Alice got 503: turned away by admission control
     completed: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)  # why calls did not complete -> how many
@@ -136,6 +139,10 @@ class ModeResult:
             f"placed {self.placed} of {self.calls} in {self.placing_s:.1f} s ({_num(offered)} calls/s), "
             f"{self.refers} REFERs, {self.completed} completed; sipp exit {self.sipp_exit}"
         )
+        if self.refused:
+            accepted = self.placed - self.refused
+            share = f"{100 * self.completed / accepted:.1f} %" if accepted else "-"
+            lines.append(f"refused with 503: {self.refused}; of the {accepted} calls accepted, {share} completed")
         lines += [f"not completed: {count} x {why}" for why, count in sorted(self.failures.items())]
         if self.unpaired:
             lines.append(f"{self.unpaired} dialogs at Bob or Carol carried no name Alice sent")
@@ -176,6 +183,7 @@ def analyse_calls(result: ModeResult, alice_msgs: Path, bob_msgs: Path, carol_ms
         invites.append(invite.ts)
         call = calls[name] = Call(name)
         call.alice_answered = any(_response(m, "INVITE", 200, sent=False) for m in messages)
+        call.alice_refused = any(_response(m, "INVITE", 503, sent=False) for m in messages)
         call.alice_hung_up = any(_response(m, "BYE", 200, sent=False) for m in messages)
         call.alice_remote_bye = any(not m.sent and m.is_request and m.method == "BYE" for m in messages)
     result.placed = len(invites)
@@ -198,6 +206,7 @@ def analyse_calls(result: ModeResult, alice_msgs: Path, bob_msgs: Path, carol_ms
             not m.sent and m.method == "ACK" for m in messages
         )
         carol.carol_bye = any(not m.sent and m.is_request and m.method == "BYE" for m in messages)
+    result.refused = sum(call.alice_refused for call in calls.values())
     result.refers = sum(call.refer_ts is not None for call in calls.values())
     result.completed = sum(call.completed for call in calls.values())
     result.latencies_ms = sorted(ms for call in calls.values() if (ms := call.latency_ms) is not None)
