@@ -58,6 +58,8 @@ _NOTIFY = {
     TransferStatus.DECLINED: TransferState.DECLINED,
     TransferStatus.UNAVAILABLE: TransferState.UNAVAILABLE,
 }
+# At most this long the transferor stays in the bridge while the refer app's Dial gets its INVITEs out.
+_RELEASE_WAIT_S = 1.0
 # The refer app's first Dial -> the final status.
 _DIAL_FINAL = {"answered": TransferStatus.ANSWERED, "busy": TransferStatus.DECLINED}
 
@@ -78,6 +80,8 @@ class Transfer:
         # REFER was declined and the call stays as it was.
         self.handoff: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
         self.decided: asyncio.Future[TransferStatus] = asyncio.get_running_loop().create_future()
+        # Set once the refer app's Dial has its INVITEs out, or the transfer is decided without one.
+        self.dialing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ari = ari
         self._posts: asyncio.Task[None] | None = None
 
@@ -105,6 +109,8 @@ class Transfer:
                 log.log(level, "transfer %s: %s -> %s (%s)", self.id, old.value, new.value, why)
         if (state := _NOTIFY.get(new)) is not None:
             self._post(state)
+        if (new is TransferStatus.DIALING or new in _FINAL) and not self.dialing.done():
+            self.dialing.set_result(None)
         if new in _FINAL and not self.decided.done():
             self.decided.set_result(new)
 
@@ -334,6 +340,10 @@ class Transfers:
         if not takes_over:
             # The caller is the one leaving: the callee's leg gets a session of its own, in the same bridge.
             self.host.take_over(site, transfer.transferee, connection.bridge, document, watcher)
+        if has_dial:
+            # The target's INVITE first: on the events websocket Asterisk runs requests one after another, and
+            # taking the transferor out of the bridge waits on its channel. A moment more of Bob is harmless.
+            await asyncio.wait({transfer.dialing}, timeout=_RELEASE_WAIT_S)
         await connection.bridge.release(self.host.ari, transfer.transferor)
         if not has_dial:
             transfer.move(TransferStatus.ANSWERED, "refer app has no Dial: counted as answered once it starts")
