@@ -80,7 +80,7 @@ class Request:
     method: str
     path: str
     query: dict[str, str] = field(default_factory=dict)
-    status: int = 204
+    status: int | tuple[int, ...] = 204  # a tuple: any of these (Asterisk's answer depends on timing)
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,9 @@ SCENARIOS = (
             Request("DELETE", "/channels/{carol}", {"reason": "normal"}, 404),
             Request("POST", "/bridges/{b}/addChannel", {"channel": "{carol}"}, 400),
             Request("DELETE", "/bridges/{b}"),
-            Request("DELETE", "/bridges/{b}", {}, 404),
+            # Right after the destroy, Asterisk 22.10.1 may still hold the bridge's snapshot: 409 "Bridge not in
+            # Stasis application" then, 404 once it is gone. The engine takes either as gone (CallGone).
+            Request("DELETE", "/bridges/{b}", {}, (404, 409)),
         ),
     ),
     Scenario(
@@ -295,7 +297,8 @@ class Runner:
                     status, body = await self.asterisk.transport.request(
                         method, self._fill(path), {k: self._fill(v) for k, v in query.items()}
                     )
-                    assert status == expected, f"{where}: {method} {path} -> {status} {body[:200]!r}, not {expected}"
+                    allowed = expected if isinstance(expected, tuple) else (expected,)
+                    assert status in allowed, f"{where}: {method} {path} -> {status} {body[:200]!r}, not {expected}"
                 case Events(channel=channel, steps=steps):
                     await self._until(lambda c=channel: self._steps(c) == list(steps), where, channel, steps)
                 case Refer(channel=channel, target=target):
