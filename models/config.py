@@ -167,7 +167,7 @@ class LimitSettings(_Config):
     # How old a new call's StasisStart may be when the app gets to it (Asterisk's timestamp): older means the app
     # is behind Asterisk (its events queue up there), so new calls are refused until it catches up; 0: off.
     max_event_age_ms: float = Field(default=1000.0, ge=0, le=600_000)
-    # How long Asterisk may take, on average lately, to answer the app's REST requests: slower means Asterisk
+    # How long Asterisk may take to answer the app's REST requests (the median of the last 64): slower means Asterisk
     # itself is saturated (a transfer makes about eight requests one after another, so at 150 ms a caller waits
     # over a second for the target's INVITE), and new calls are refused until it catches up; 0: off.
     max_answer_ms: float = Field(default=150.0, ge=0, le=600_000)

@@ -16,6 +16,7 @@ import respx
 from models.ari import Bridge, Channel, TransferState
 from models.config import AriSettings
 from stasis_app.ari import AriClient, StreamState
+from stasis_app.ari.rest import AriRest
 from stasis_app.errors import AriError, CallGone
 
 TRACE = Path("/work/shared/traces/blind_transfer_keep_transferor_until_answer.jsonl")
@@ -351,3 +352,28 @@ async def test_a_recordings_audio_goes_over_http_even_when_rest_goes_over_the_we
     async with AriClient(settings, transport=httpx.AsyncHTTPTransport()) as client:
         assert await client.stored_recording_file("r1") == b"RIFF\x00\xffWAVE"
     assert route.called
+
+
+class _Answering:
+    """A transport whose every answer takes ``delay`` seconds."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+
+    async def request(self, method: str, path: str, query: Any = None, body: bytes | None = None) -> tuple[int, bytes]:
+        await asyncio.sleep(self.delay)
+        return 204, b""
+
+
+async def test_answer_time_is_the_median_of_recent_answers_so_one_stall_does_not_count():
+    transport = _Answering()
+    rest = AriRest(transport, "rcml")
+    assert rest.answer_ms() == 0.0  # nothing answered yet
+    for _ in range(40):
+        await rest.ring("c1")
+    assert rest.answer_ms() < 5
+    transport.delay = 0.05
+    await asyncio.gather(*(rest.ring("c1") for _ in range(20)))  # a stall: twenty answered late at once
+    assert rest.answer_ms() < 5
+    await asyncio.gather(*(rest.ring("c1") for _ in range(30)))  # slow for good: most recent answers late
+    assert rest.answer_ms() >= 50

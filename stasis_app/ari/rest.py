@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import statistics
+from collections import deque
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Literal
@@ -57,8 +59,9 @@ _GONE_MESSAGE = re.compile(r"not found|not in Stasis", re.IGNORECASE)
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._~-]+\Z")
 
 
-# The answer-time average: each answer weighs a tenth; one older than this many seconds is no evidence.
-_ANSWER_WEIGHT = 0.1
+# Answer times: the median of the last so many, so that one stall (every request in flight answered late at
+# once) does not read as a saturated Asterisk; answers older than this many seconds are no evidence.
+_ANSWERS_KEPT = 64
 _ANSWER_STALE_S = 2.0
 
 
@@ -100,7 +103,7 @@ class AriRest:
         self.transport = transport
         self.app = app
         self._secret = scrub
-        self._answer_ms = 0.0  # moving average of answer times (admission control reads it)
+        self._answers: deque[float] = deque(maxlen=_ANSWERS_KEPT)  # ms, for admission control
         self._answered_at = 0.0
 
     async def request(
@@ -122,16 +125,17 @@ class AriRest:
         return content
 
     def _answered(self, started: float, now: float) -> None:
-        took_ms = (now - started) * 1000
-        # A stale average says nothing about now: start again from this answer.
-        weight = _ANSWER_WEIGHT if now - self._answered_at < _ANSWER_STALE_S else 1.0
-        self._answer_ms += (took_ms - self._answer_ms) * weight
+        if now - self._answered_at >= _ANSWER_STALE_S:
+            self._answers.clear()  # what came before a quiet spell says nothing about now
+        self._answers.append((now - started) * 1000)
         self._answered_at = now
 
     def answer_ms(self) -> float:
-        """How long Asterisk has lately taken to answer, in ms (0 once no answer came for a while)."""
-        now = asyncio.get_running_loop().time()
-        return self._answer_ms if now - self._answered_at < _ANSWER_STALE_S else 0.0
+        """How long Asterisk has lately taken to answer: the median of the last 64 answers, in ms (0 once no
+        answer came for a while)."""
+        if asyncio.get_running_loop().time() - self._answered_at >= _ANSWER_STALE_S or not self._answers:
+            return 0.0
+        return statistics.median(self._answers)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
