@@ -157,8 +157,8 @@ class AsteriskApi(Protocol):
         """Start playing media to every channel of a bridge; ends with ``PlaybackFinished``."""
 
     def answer_ms(self) -> float:
-        """How long Asterisk has lately taken to answer a request, in milliseconds (a moving average over the
-        last few dozen; 0 when nothing was answered for a while): how far behind the app Asterisk is."""
+        """How long Asterisk has lately taken to answer a request, in milliseconds (the median of the last 64;
+        0 when nothing was answered for a while): how far behind the app Asterisk is."""
 
     async def send_message(self, to: str, from_: str, body: str) -> None:
         """Send an out-of-call message (``to``: ``pjsip:bob``; a SIP MESSAGE with res_pjsip_messaging).
