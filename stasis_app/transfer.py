@@ -60,6 +60,11 @@ _NOTIFY = {
 }
 # At most this long the transferor stays in the bridge while the refer app's Dial gets its INVITEs out.
 _RELEASE_WAIT_S = 1.0
+# No NOTIFY sooner than this after the REFER's event. Asterisk 22.10.1's res_pjsip_refer publishes the
+# ChannelTransfer event before it stores the state its NOTIFY framehook reads: a transfer_progress that lands in
+# that gap (the pjsip thread descheduled under load) dereferences NULL and crashes Asterisk. The first NOTIFY is
+# only the transferor's 100 Trying; the target's INVITE does not wait for it.
+_FIRST_NOTIFY_S = 0.05
 # The refer app's first Dial -> the final status.
 _DIAL_FINAL = {"answered": TransferStatus.ANSWERED, "busy": TransferStatus.DECLINED}
 
@@ -84,6 +89,7 @@ class Transfer:
         self.dialing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ari = ari
         self._posts: asyncio.Task[None] | None = None
+        self._notify_from = asyncio.get_running_loop().time() + _FIRST_NOTIFY_S
 
     def role(self, channel_id: str) -> str | None:
         """``transferor``, ``transferee``, ``target`` or None."""
@@ -138,6 +144,10 @@ class Transfer:
     async def _post_after(self, previous: asyncio.Task[None] | None, state: TransferState) -> None:
         if previous is not None:
             await asyncio.shield(previous)
+        else:
+            wait = self._notify_from - asyncio.get_running_loop().time()
+            if wait > 0:
+                await asyncio.sleep(wait)
         try:
             await self._ari.transfer_progress(self.transferor.id, state)
         except CallGone:
@@ -287,6 +297,7 @@ class Transfers:
         self.host.spawn(self._post_decline(channel_id), f"decline-{channel_id}")
 
     async def _post_decline(self, channel_id: str) -> None:
+        await asyncio.sleep(_FIRST_NOTIFY_S)  # see _FIRST_NOTIFY_S: the REFER's event may be ahead of its state
         try:
             await self.host.ari.transfer_progress(channel_id, TransferState.DECLINED)
         except AriError as exc:

@@ -12,6 +12,10 @@ channels interleave depends on timing (two recaptures of the same flow interleav
 its partner's ``StasisStart`` differently), so across channels only the causal milestones of a transfer are
 compared in order.
 
+The echoes of our own ``transfer_progress`` (``ChannelTransfer`` with a state) are the exception: Asterisk
+publishes them from the REFER's SIP thread after it has answered the request, so they may trail the
+transferor's ``StasisEnd`` once the app hangs it up. They are compared among themselves, under their own key.
+
 Regenerate the capture with ``RCML_RECAPTURE=1 scripts/test tests/e2e -k seed``.
 """
 
@@ -52,9 +56,9 @@ async def seed_rig(tmp_path):
 async def test_seed_flow_on_the_fake_replays_the_real_event_stream(seed_rig: Rig):
     rig = seed_rig
     # As the sipp phones did: Bob (bob_transferor.xml) answers at once, without 180; Carol (uas_answer.xml)
-    # rings, then answers.
+    # rings about 0.3 s, then answers.
     rig.fake.phone("PJSIP/bob", answer_after=0.01, ring=False)
-    rig.fake.phone("PJSIP/carol", answer_after=0.05, ring=True)
+    rig.fake.phone("PJSIP/carol", answer_after=0.3, ring=True)
     alice = await rig.call("alice", "1001")
     await rig.until(lambda: rig.fake.bridged_with(alice))
     bob = rig.channel_named("PJSIP/bob")
@@ -84,6 +88,8 @@ def by_channel(steps: list[Step]) -> dict[str, list[Step]]:
     grouped: dict[str, list[Step]] = {}
     for one in steps:
         key = {"PlaybackStarted": "playback", "PlaybackFinished": "playback", "BridgeDestroyed": "bridges"}.get(one[0])
+        if one[0] == "ChannelTransfer" and one[2] != "None":
+            key = "echoes"
         key = key or one[1]
         grouped.setdefault(key, []).append(one)
     return {key: _ringing_first(seq) for key, seq in grouped.items()}
@@ -111,12 +117,11 @@ MILESTONES = {
     ("StasisStart", "Local;2", "Ring", ""),
     ("StasisStart", "carol", "Up", "dial"),
     ("StasisStart", "Local;1", "Up", "dial"),
-    ("ChannelTransfer", "bob", "channel_answered"),
     ("StasisEnd", "bob"),
     ("StasisEnd", "alice"),
 }
 
 
 def milestones(steps: list[Step]) -> list[Step]:
-    """The steps whose order is causal: the call, the REFER, the target answering, the final NOTIFY, the end."""
+    """The steps whose order is causal: the call, the REFER, its first NOTIFY, the target answering, the end."""
     return [one for one in steps if one in MILESTONES]

@@ -305,12 +305,29 @@ async def test_two_refers_at_once_the_second_is_declined(rig):
 
     await rig.fake.refer(bob, "1002")
     await rig.fake.refer(alice, "1002")
-    await rig.until(lambda: bob not in rig.fake.channels)
+    await rig.until(lambda: bob not in rig.fake.channels and 603 in rig.fake.notifies.get(alice, []))
 
     assert len(rig.web.calls("/refer.xml")) == 1
     assert rig.fake.notifies[alice] == [100, 603]  # Asterisk opens with 100 Trying; ours is the 603
     assert rig.fake.notifies[bob] == [100, 200]
     assert alice in rig.fake.channels
+    await hang_up_everyone(rig)
+
+
+@pytest.mark.parametrize("declined", [False, True])
+async def test_no_notify_goes_out_sooner_than_50_ms_after_the_refer(rig, declined):
+    # Asterisk 22.10.1 publishes the REFER's event before it stores the state its NOTIFY hook reads: a
+    # transfer_progress that lands in that gap crashes it.
+    rig.web.xml("/refer.xml", REFER_TO_TARGET)
+    rig.fake.phone("PJSIP/carol", answer_after=0.0)
+    _alice, bob = await connected(rig)
+    loop = asyncio.get_running_loop()
+
+    referred_at = loop.time()
+    await rig.fake.refer(bob, "1002&x" if declined else "1002")
+    await rig.until(lambda: rig.fake.notifies.get(bob))
+
+    assert loop.time() - referred_at >= 0.05
     await hang_up_everyone(rig)
 
 
