@@ -27,7 +27,7 @@ class CallMedia:
     """Media operations on ``self.leg``; a subclass provides ``leg`` and ``ari``."""
 
     leg: CallLeg
-    _ringback: str | None = None  # playback id of an in-band ring tone
+    _ringback: str | None = None  # the channel hearing an in-band ring tone
 
     @property
     def ari(self) -> AsteriskApi:
@@ -56,9 +56,11 @@ class CallMedia:
         media = self.leg.media_leg
         try:
             if self.leg.is_up and media is not None:
-                # An answered call hears no 180: play the ring tone in-band instead.
-                self._ringback = uuid.uuid4().hex
-                await self.ari.play(media.id, "tone:ring", self._ringback)
+                # An answered call hears no 180: Asterisk then makes the ring tone in-band itself, a tone
+                # generator on the channel. A tone:ring playback would do the same with a playback object, two
+                # events and a bridge action more, on every transfer.
+                self._ringback = media.id
+                await self.ari.ring(media.id)
             elif not self.leg.virtual:
                 await self.ari.ring(self.leg.id)
             # else: the Dial that rang this number already lets its caller hear ringing
@@ -68,11 +70,11 @@ class CallMedia:
 
     async def stop_ringing(self) -> None:
         if self._ringback is not None:
-            playback, self._ringback = self._ringback, None
+            channel_id, self._ringback = self._ringback, None
             try:
-                await self.ari.stop_playback(playback)
+                await self.ari.ring_stop(channel_id)
             except AriError:
-                pass
+                pass  # gone with its channel
 
     def has_media(self) -> bool:
         return self.leg.media_leg is not None

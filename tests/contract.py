@@ -146,9 +146,14 @@ SCENARIOS = (
             Events("carol", UP),
             Request("POST", "/bridges/{b}/addChannel", {"channel": "{carol}"}),
             Events("carol", (*UP, ("ChannelEnteredBridge", "carol"))),
+            # The ringback of a transfer: on an answered channel, the ring tone in-band, and no event.
+            Request("POST", "/channels/{carol}/ring"),
+            Request("DELETE", "/channels/{carol}/ring"),
+            Events("carol", (*UP, ("ChannelEnteredBridge", "carol"))),
             Request("DELETE", "/channels/{carol}", {"reason": "normal"}),
             Events("carol", (*UP, ("ChannelEnteredBridge", "carol"), *HUNG_UP_IN_BRIDGE)),
             Request("DELETE", "/channels/{carol}", {"reason": "normal"}, 404),
+            Request("DELETE", "/channels/{carol}/ring", {}, 404),
             Request("POST", "/bridges/{b}/addChannel", {"channel": "{carol}"}, 400),
             Request("DELETE", "/bridges/{b}"),
             # Right after the destroy, Asterisk 22.10.1 may still hold the bridge's snapshot: 409 "Bridge not in

@@ -145,8 +145,13 @@ class AriRest:
         await self.request("POST", f"/channels/{_id(channel_id)}/answer")
 
     async def ring(self, channel_id: str) -> None:
-        """Indicate ringing to the channel (180 Ringing on an unanswered SIP call)."""
+        """Indicate ringing to the channel: 180 Ringing on an unanswered SIP call, the ring tone in-band (Asterisk's
+        own tone generator) on an answered one."""
         await self.request("POST", f"/channels/{_id(channel_id)}/ring")
+
+    async def ring_stop(self, channel_id: str) -> None:
+        """Stop the in-band ring tone ``ring`` started on an answered channel."""
+        await self.request("DELETE", f"/channels/{_id(channel_id)}/ring")
 
     async def hangup(self, channel_id: str, reason: HangupReason = "normal") -> None:
         """Hang the channel up with a cause."""

@@ -75,6 +75,13 @@ class Sandbox:
             [str(SANDBOX), command], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
         )
 
+    @staticmethod
+    def cli(command: str) -> str:
+        """What ``asterisk -rx COMMAND`` prints."""
+        return subprocess.run(
+            [str(SANDBOX), "cli", command], cwd=REPO, capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+
     def start(self) -> None:
         done = self.run("start")
         if done.returncode != 0:
@@ -375,6 +382,7 @@ class SipMessage:
     first: str
     cseq: str
     sipfrag: int | None
+    call_id: str = ""
 
 
 @dataclass
@@ -397,11 +405,15 @@ class PhoneResult:
 
     @property
     def sipfrags(self) -> list[int]:
-        """The sipfrag of each distinct NOTIFY (by CSeq: a retransmission counts once), in order."""
-        seen: dict[str, int] = {}
+        """The sipfrag of each distinct NOTIFY (by CSeq: a retransmission counts once), in order, within the
+        calls this phone was called in. A NOTIFY of an earlier test's dialog, which Asterisk retransmits to the
+        same port until its transaction times out (32 s), is not this phone's."""
+        own = {m.call_id for m in self.messages if m.first.startswith("INVITE ")}
+        seen: dict[tuple[str, str], int] = {}
         for message in self.messages:
-            if message.first.startswith("NOTIFY ") and message.sipfrag is not None:
-                seen.setdefault(message.cseq, message.sipfrag)
+            notify = message.first.startswith("NOTIFY ") and message.sipfrag is not None
+            if notify and (not own or message.call_id in own):
+                seen.setdefault((message.call_id, message.cseq), message.sipfrag)
         return list(seen.values())
 
     def count(self, method: str) -> int:
@@ -420,10 +432,11 @@ def _parse_messages(text: str) -> list[SipMessage]:
         if len(lines) < 4 or "received" not in lines[1]:
             continue
         cseq = next((line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("cseq:")), "")
+        call_id = next((line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("call-id:")), "")
         # A sipfrag body is a status line after the blank line that ends the headers.
         body = lines[lines.index("", 3) + 1 :] if "" in lines[3:] else []
         frag = next((line for line in body if line.startswith("SIP/2.0 ")), None)
-        messages.append(SipMessage(lines[3], cseq, int(frag.split()[1]) if frag else None))
+        messages.append(SipMessage(lines[3], cseq, int(frag.split()[1]) if frag else None, call_id))
     return messages
 
 

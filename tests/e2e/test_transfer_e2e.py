@@ -109,7 +109,9 @@ async def test_target_busy_goes_to_the_dial_action_which_reconnects_bob(
     sandbox: Sandbox, rcml: RcmlProcess, phones: Phones, web: WebApp
 ):
     serve_seed_apps(web, '<Response><Dial action="/refer-result" timeout="10"><Number>1002</Number></Dial></Response>')
-    web.xml("/refer-result", DIAL_BOB)
+    # The pause lets Bob's first call end before he is called again: Carol is busy at once, and Bob's sipp
+    # scenario, still waiting for its NOTIFYs, cannot take a second INVITE (a real phone can).
+    web.xml("/refer-result", '<Response><Pause length="1"/>' + DIAL_BOB.removeprefix("<Response>"))
     rcml.capture = "target_busy"
     rcml.start(http_numbers(web))
 
@@ -151,6 +153,10 @@ async def test_target_never_answers_then_the_dial_action_runs(
     bob = await phones.start("bob", "bob_transferor.xml", target="1002", refer_delay_ms=REFER_DELAY_MS, hold_ms=3000)
     carol = await phones.start("carol", "uas_noanswer.xml")
     alice = await phones.start("alice", "alice_uac.xml", service="1001", talk_ms=15000)
+    # While Carol rings, Alice hears the ring tone in-band: Asterisk's tone generator writes signed linear to
+    # her channel (``ring`` on an answered channel), and stops before the action runs.
+    await eventually(lambda: write_format(sandbox, "PJSIP/alice") == "slin", 10, "Alice's ring tone")
+    await eventually(lambda: write_format(sandbox, "PJSIP/alice") in ("ulaw", None), 10, "the ring tone stopped")
     alice_result, bob_result, carol_result = await alice.result(WAIT), await bob.result(WAIT), await carol.result(5)
 
     assert bob_result.returncode == 0, bob_result
@@ -164,6 +170,18 @@ async def test_target_never_answers_then_the_dial_action_runs(
     # The action's <Hangup/> ended Alice's call, long before her 15 s.
     assert alice_result.returncode == 0, alice_result
     assert alice_result.value("hangup") == "remote", alice_result
+
+
+def write_format(sandbox: Sandbox, prefix: str) -> str | None:
+    """The format Asterisk writes to the first channel named ``prefix...`` (None: there is none)."""
+    names = [channel["name"] for channel in sandbox.channels() if channel["name"].startswith(prefix)]
+    if not names:
+        return None
+    for line in sandbox.cli(f"core show channel {names[0]}").splitlines():
+        key, _, value = line.strip().partition(": ")
+        if key == "WriteFormat":
+            return value.strip()
+    return None
 
 
 async def bob_keeps_his_call(sandbox: Sandbox, bob, *, after: str) -> None:

@@ -55,6 +55,8 @@ Assumptions beyond the traces (to verify against a real Asterisk):
    (normal clearing).
 7. ChannelHangupRequest on a bridged, playing channel is followed by PlaybackFinished (state "done") before
    ChannelLeftBridge. stop_playback also reports "done". tone: media play until stopped.
+   ``ring`` on an answered channel sends no 180 (chan_pjsip cannot) and raises no event: Asterisk starts its own
+   ring tone generator, until ``DELETE /channels/{id}/ring`` (``ring_tone``).
 8. transfer_progress with no active REFER subscription (never referred, or already final): 204 and nothing
    else (no NOTIFY, no echo); it is recorded in ``stray_transfer_progress``. A second REFER replaces the
    first.
@@ -350,6 +352,8 @@ class FakeAsterisk:
                 return lambda _p: self._answer(channel_id)
             case "POST", ["channels", channel_id, "ring"]:
                 return lambda _p: self._ring(channel_id)
+            case "DELETE", ["channels", channel_id, "ring"]:
+                return lambda _p: self._ring_stop(channel_id)
             case "POST", ["channels", channel_id, "play", playback_id]:
                 return lambda p: self._play(channel_id, p.get("media", ""), playback_id)  # 201, as Asterisk
             case "POST", ["channels", channel_id, "transfer_progress"]:
@@ -445,6 +449,10 @@ class FakeAsterisk:
 
     async def _ring(self, channel_id: str) -> None:
         self._switch.ring(self._channel(channel_id, stasis=True))
+        await asyncio.sleep(0)
+
+    async def _ring_stop(self, channel_id: str) -> None:
+        self._switch.ring_stop(self._channel(channel_id, stasis=True))
         await asyncio.sleep(0)
 
     async def _hangup(self, channel_id: str, reason: str) -> None:
@@ -616,6 +624,16 @@ class FakeAsterisk:
     def ringing(self) -> dict[str, bool]:
         """Channels whose phone was sent 180 Ringing by ``ring``."""
         return self._switch.ringing
+
+    @property
+    def ring_tone(self) -> set[str]:
+        """Answered channels hearing the in-band ring tone now (``ring`` after the answer, until ``ring_stop``)."""
+        return self._switch.ring_tone
+
+    @property
+    def ring_tones(self) -> dict[str, int]:
+        """How often each answered channel's in-band ring tone was started."""
+        return self._switch.ring_tones
 
     @property
     def hangup_causes(self) -> dict[str, int]:

@@ -44,6 +44,8 @@ class Switch:
         self.refers: dict[str, ReferSubscription] = {}
         self.names: dict[str, str] = {}  # every channel ever, by id
         self.ringing: dict[str, bool] = {}
+        self.ring_tone: set[str] = set()  # answered channels hearing the in-band ring tone now
+        self.ring_tones: dict[str, int] = {}  # how often each channel's in-band ring tone was started
         self.hangup_causes: dict[str, int] = {}
         self.played: dict[str, list[str]] = {}
         self.stray_transfer_progress: list[tuple[str, TransferState]] = []
@@ -221,6 +223,7 @@ class Switch:
         for handle in ch.timers:
             self._cancel(handle)
         ch.timers.clear()
+        self.ring_tone.discard(ch.id)
         ch.dialing = False
         ch.state = "Up"
         self._emit(self.events.state_change(ch))
@@ -269,10 +272,18 @@ class Switch:
             self._phone_hangs_up_later(ch)
 
     def ring(self, ch: FakeChannel) -> None:
+        if ch.state == "Up":
+            # chan_pjsip cannot send 180 after the answer: Asterisk starts its ring tone generator instead.
+            self.ring_tone.add(ch.id)
+            self.ring_tones[ch.id] = self.ring_tones.get(ch.id, 0) + 1
+            return
         self.ringing[ch.id] = True
         peer = self.local_peer(ch)
         if peer is not None:
             self._dial_ringing(peer)
+
+    def ring_stop(self, ch: FakeChannel) -> None:
+        self.ring_tone.discard(ch.id)
 
     def rest_hangup(self, ch: FakeChannel, cause: int) -> None:
         """``DELETE /channels/{id}``: the softhangup Asterisk reports as cause 32, then the channel goes."""
