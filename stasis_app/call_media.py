@@ -27,7 +27,8 @@ class CallMedia:
     """Media operations on ``self.leg``; a subclass provides ``leg`` and ``ari``."""
 
     leg: CallLeg
-    _ringback: str | None = None  # the channel hearing an in-band ring tone
+    # The in-band ring tone of an answered call: ("ring", channel id) or ("play", playback id).
+    _ringback: tuple[str, str] | None = None
 
     @property
     def ari(self) -> AsteriskApi:
@@ -55,12 +56,16 @@ class CallMedia:
     async def ring(self) -> None:
         media = self.leg.media_leg
         try:
-            if self.leg.is_up and media is not None:
-                # An answered call hears no 180: Asterisk then makes the ring tone in-band itself, a tone
-                # generator on the channel. A tone:ring playback would do the same with a playback object, two
-                # events and a bridge action more, on every transfer.
-                self._ringback = media.id
+            if self.leg.is_up and media is not None and media.name.startswith("PJSIP/"):
+                # An answered call hears no 180: chan_pjsip says so, and Asterisk makes the ring tone in-band
+                # itself, a tone generator on the channel that ring_stop ends. A tone:ring playback would do the
+                # same with a playback object, two events and a bridge action more, on every transfer.
+                self._ringback = ("ring", media.id)
                 await self.ari.ring(media.id)
+            elif self.leg.is_up and media is not None:
+                # A Local channel would pass ring_stop on to its other half and leave its own tone playing.
+                self._ringback = ("play", uuid.uuid4().hex)
+                await self.ari.play(media.id, "tone:ring", self._ringback[1])
             elif not self.leg.virtual:
                 await self.ari.ring(self.leg.id)
             # else: the Dial that rang this number already lets its caller hear ringing
@@ -70,9 +75,9 @@ class CallMedia:
 
     async def stop_ringing(self) -> None:
         if self._ringback is not None:
-            channel_id, self._ringback = self._ringback, None
+            (kind, id_), self._ringback = self._ringback, None
             try:
-                await self.ari.ring_stop(channel_id)
+                await (self.ari.ring_stop(id_) if kind == "ring" else self.ari.stop_playback(id_))
             except AriError:
                 pass  # gone with its channel
 

@@ -279,6 +279,33 @@ async def _through_a_local_channel(rig: Rig) -> None:
     rig.fake.assert_nothing_leaked()
 
 
+@pytest.mark.parametrize("our_numbers", ["in-process", "local-channel"])
+async def test_an_answered_caller_hears_the_ring_tone_until_the_dial_connects(tmp_path, our_numbers):
+    # 1002's app answers (its Play) before it dials Carol: the ringback is in-band, on whichever channel carries
+    # that call's audio, and it stops when Carol answers.
+    async with Rig(tmp_path, our_numbers=our_numbers) as rig:
+        rig.web.xml("/1001.xml", "<Response><Dial><Number>1002</Number></Dial></Response>")
+        rig.web.xml("/1002.xml", "<Response><Play>sound:hello</Play><Dial><Client>carol</Client></Dial></Response>")
+        rig.fake.phone("PJSIP/carol", answer_after=0.1)
+
+        alice = await rig.call("alice", "1001")
+        await rig.until(lambda: any(rig.fake.name_of(c).startswith("PJSIP/carol") for c in rig.fake.channels))
+        carol = rig.channel_named("PJSIP/carol")
+        await rig.until(lambda: rig.fake.in_bridge(carol) is not None)
+        await rig.fake.settle()
+
+        # A PJSIP channel gets Asterisk's ring indication; a Local channel a tone:ring playback, because it
+        # would pass the indication's stop on to its other half and go on ringing itself.
+        rang = set(rig.fake.ring_tones) | {c for c, media in rig.fake.played.items() if "tone:ring" in media}
+        (ringing,) = rang
+        assert rig.fake.name_of(ringing).startswith("PJSIP/alice" if our_numbers == "in-process" else "Local/")
+        assert not rig.fake.ring_tone
+        assert "tone:ring" not in rig.fake.playing(ringing)
+        await rig.fake.phone_hangup(alice)
+        await rig.idle()
+        rig.fake.assert_nothing_leaked()
+
+
 async def test_busy_through_our_own_number_reaches_the_first_dial_as_busy(rig):
     rig.web.xml("/1001.xml", '<Response><Dial action="/after"><Number>1002</Number></Dial></Response>')
     rig.web.xml("/after", "<Response><Hangup/></Response>")

@@ -56,7 +56,8 @@ Assumptions beyond the traces (to verify against a real Asterisk):
 7. ChannelHangupRequest on a bridged, playing channel is followed by PlaybackFinished (state "done") before
    ChannelLeftBridge. stop_playback also reports "done". tone: media play until stopped.
    ``ring`` on an answered channel sends no 180 (chan_pjsip cannot) and raises no event: Asterisk starts its own
-   ring tone generator, until ``DELETE /channels/{id}/ring`` (``ring_tone``).
+   ring tone generator, until ``DELETE /channels/{id}/ring`` (``ring_tone``). A Local channel's stop does not
+   stop its own tone: core_unreal.c queues it to the other half (read from Asterisk's source, not captured).
 8. transfer_progress with no active REFER subscription (never referred, or already final): 204 and nothing
    else (no NOTIFY, no echo); it is recorded in ``stray_transfer_progress``. A second REFER replaces the
    first.

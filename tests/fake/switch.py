@@ -283,7 +283,9 @@ class Switch:
             self._dial_ringing(peer)
 
     def ring_stop(self, ch: FakeChannel) -> None:
-        self.ring_tone.discard(ch.id)
+        if ch.local_half is None:
+            self.ring_tone.discard(ch.id)
+        # else: a Local channel queues the stop to its other half (core_unreal.c) and its own tone plays on.
 
     def rest_hangup(self, ch: FakeChannel, cause: int) -> None:
         """``DELETE /channels/{id}``: the softhangup Asterisk reports as cause 32, then the channel goes."""
