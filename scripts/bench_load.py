@@ -145,6 +145,7 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
         app_cpu0 = cpu_seconds(app.pid) if app else 0.0
         ast_cpu0 = cpu_seconds(ast_pid)
         tcp0 = tcp_counters()
+        tasks0 = _task_counts()
         t0 = time.monotonic()
         phones = _round(out / "run", result.calls, args.rate, result.limit, args.talk_ms, settle=args.settle)
         time.sleep(0.5)  # the last hangups are part of the last call's cost
@@ -163,6 +164,7 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
         if _alive(ast_pid):
             _leftovers(result, args.settle)
             result.notes.extend(_queues())
+            result.notes.append(_tasks_per_call(tasks0, _task_counts(), result.calls))
         else:
             result.notes.append(f"Asterisk died during the run; see {_rel(out)}/asterisk-*.log")
         result.asterisk_log = read_log_complaints(log, log_start, asterisk=True)
@@ -252,6 +254,26 @@ def _round(out: Path, calls: int, rate: float, limit: int, talk_ms: int, *, sett
         for phone in phones.values():
             phone.stop()
     return phones
+
+
+def _task_counts() -> dict[str, int]:
+    """Tasks each of Asterisk's task queues ran so far (``core show taskprocessors``)."""
+    counts = {}
+    for line in sandbox("cli", "core show taskprocessors", check=False, timeout=30).splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1].isdigit() and fields[3].isdigit():
+            counts[fields[0]] = int(fields[1])
+    return counts
+
+
+def _tasks_per_call(before: dict[str, int], after: dict[str, int], calls: int) -> str:
+    """Asterisk's work per call in tasks, over the queues there before and after the round (a call's own SIP
+    serializers are gone by then), and the ARI app queue's share: the one that differs from the core run."""
+    ran = {name: n - before.get(name, 0) for name, n in after.items() if name in before}
+    ari = sum(n for name, n in ran.items() if name.startswith("stasis/m:ari:application/"))
+    per = max(calls, 1)
+    total = sum(ran.values())
+    return f"Asterisk tasks per call: {total / per:.0f} in its lasting queues (ARI app queue {ari / per:.0f})"
 
 
 def _queues() -> list[str]:
