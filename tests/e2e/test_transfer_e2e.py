@@ -116,7 +116,9 @@ async def test_target_busy_goes_to_the_dial_action_which_reconnects_bob(
     rcml.start(http_numbers(web))
 
     bob = await phones.start("bob", "bob_transferor.xml", target="1002", refer_delay_ms=REFER_DELAY_MS, hold_ms=3000)
-    carol = await phones.start("carol", "uas_busy.xml")
+    # Busy after 200 ms, as across a network. At once, Asterisk sends Bob the 100 NOTIFY (held 50 ms), the 603
+    # and the BYE back to back, which his sipp scenario cannot follow (a real phone can).
+    carol = await phones.start("carol", "uas_busy.xml", busy_ms=200)
     alice = await phones.start("alice", "alice_uac.xml", service="1001", talk_ms=7000)
     first = await bob.result(WAIT)
     # Bob's phone is free again: it takes the second call (Asterisk retransmits the INVITE until it does).
