@@ -223,7 +223,6 @@ class Switch:
         for handle in ch.timers:
             self._cancel(handle)
         ch.timers.clear()
-        self.ring_tone.discard(ch.id)
         ch.dialing = False
         ch.state = "Up"
         self._emit(self.events.state_change(ch))
@@ -313,6 +312,7 @@ class Switch:
         for handle in ch.timers:
             self._cancel(handle)
         ch.timers.clear()
+        self.ring_tone.discard(ch.id)  # the tone generator goes with its channel
         for pb in [p for p in self.playbacks.values() if p.channel_id == ch.id]:
             self.finish_playback(pb)
         for hook in self.on_hangup:
