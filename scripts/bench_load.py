@@ -145,7 +145,7 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
         app_cpu0 = cpu_seconds(app.pid) if app else 0.0
         ast_cpu0 = cpu_seconds(ast_pid)
         tcp0 = tcp_counters()
-        tasks0 = _task_counts()
+        tasks0 = _taskprocessors()
         t0 = time.monotonic()
         phones = _round(out / "run", result.calls, args.rate, result.limit, args.talk_ms, settle=args.settle)
         time.sleep(0.5)  # the last hangups are part of the last call's cost
@@ -163,8 +163,9 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
         analyse_calls(result, phones["alice"].msgs, phones["bob"].msgs, phones["carol"].msgs)
         if _alive(ast_pid):
             _leftovers(result, args.settle)
-            result.notes.extend(_queues())
-            result.notes.append(_tasks_per_call(tasks0, _task_counts(), result.calls))
+            tasks = _taskprocessors()
+            result.notes.extend(_queues(tasks))
+            result.notes.append(_tasks_per_call(tasks0, tasks, result.calls))
         else:
             result.notes.append(f"Asterisk died during the run; see {_rel(out)}/asterisk-*.log")
         result.asterisk_log = read_log_complaints(log, log_start, asterisk=True)
@@ -256,37 +257,31 @@ def _round(out: Path, calls: int, rate: float, limit: int, talk_ms: int, *, sett
     return phones
 
 
-def _task_counts() -> dict[str, int]:
-    """Tasks each of Asterisk's task queues ran so far (``core show taskprocessors``)."""
-    counts = {}
+def _taskprocessors() -> dict[str, tuple[int, int]]:
+    """Each of Asterisk's task queues: (tasks run so far, deepest it got), from ``core show taskprocessors``."""
+    queues = {}
     for line in sandbox("cli", "core show taskprocessors", check=False, timeout=30).splitlines():
         fields = line.split()
+        # Processor, Processed, In Queue, Max Depth, Low water, High water (22.10.1 adds two timing columns)
         if len(fields) >= 6 and fields[1].isdigit() and fields[3].isdigit():
-            counts[fields[0]] = int(fields[1])
-    return counts
+            queues[fields[0]] = (int(fields[1]), int(fields[3]))
+    return queues
 
 
-def _tasks_per_call(before: dict[str, int], after: dict[str, int], calls: int) -> str:
+def _tasks_per_call(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], calls: int) -> str:
     """Asterisk's work per call in tasks, over the queues there before and after the round (a call's own SIP
     serializers are gone by then), and the ARI app queue's share: the one that differs from the core run."""
-    ran = {name: n - before.get(name, 0) for name, n in after.items() if name in before}
+    ran = {name: n - before[name][0] for name, (n, _depth) in after.items() if name in before}
     ari = sum(n for name, n in ran.items() if name.startswith("stasis/m:ari:application/"))
     per = max(calls, 1)
     total = sum(ran.values())
     return f"Asterisk tasks per call: {total / per:.0f} in its lasting queues (ARI app queue {ari / per:.0f})"
 
 
-def _queues() -> list[str]:
+def _queues(queues: dict[str, tuple[int, int]]) -> list[str]:
     """Asterisk's busiest task queues of the round, by the deepest each got: a queue that backs up is where the
     calls waited (the ARI app's own, ``stasis/m:ari:application/rcml-*``, delivers all its events one by one)."""
-    text = sandbox("cli", "core show taskprocessors", check=False, timeout=30)
-    rows = []
-    for line in text.splitlines():
-        fields = line.split()
-        # Processor, Processed, In Queue, Max Depth, Low water, High water (22.10.1 adds two timing columns)
-        if len(fields) >= 6 and fields[1].isdigit() and fields[3].isdigit():
-            rows.append((int(fields[3]), int(fields[1]), fields[0]))
-    deepest = sorted(rows, reverse=True)[:3]
+    deepest = sorted(((depth, n, name) for name, (n, depth) in queues.items()), reverse=True)[:3]
     return [f"Asterisk queue {name}: {n} tasks, {depth} deep at most" for depth, n, name in deepest if depth >= 50]
 
 
