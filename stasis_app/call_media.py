@@ -56,16 +56,17 @@ class CallMedia:
     async def ring(self) -> None:
         media = self.leg.media_leg
         try:
-            if self.leg.is_up and media is not None and media.name.startswith("PJSIP/"):
-                # An answered call hears no 180: chan_pjsip says so, and Asterisk makes the ring tone in-band
-                # itself, a tone generator on the channel that ring_stop ends. A tone:ring playback would do the
-                # same with a playback object, two events and a bridge action more, on every transfer.
-                self._ringback = ("ring", media.id)
-                await self.ari.ring(media.id)
-            elif self.leg.is_up and media is not None:
-                # A Local channel would pass ring_stop on to its other half and leave its own tone playing.
-                self._ringback = ("play", uuid.uuid4().hex)
-                await self.ari.play(media.id, "tone:ring", self._ringback[1])
+            if self.leg.is_up and media is not None:
+                if media.name.startswith("PJSIP/"):
+                    # An answered call hears no 180: chan_pjsip says so, and Asterisk makes the ring tone in-band
+                    # itself, a tone generator on the channel that ring_stop ends. A tone:ring playback would do
+                    # the same with a playback object, two events and a bridge action more, on every transfer.
+                    self._ringback = ("ring", media.id)
+                    await self.ari.ring(media.id)
+                else:
+                    # A Local channel would pass ring_stop on to its other half and leave its own tone playing.
+                    self._ringback = ("play", uuid.uuid4().hex)
+                    await self.ari.play(media.id, "tone:ring", self._ringback[1])
             elif not self.leg.virtual:
                 await self.ari.ring(self.leg.id)
             # else: the Dial that rang this number already lets its caller hear ringing

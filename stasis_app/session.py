@@ -113,7 +113,6 @@ class CallSession(CallMedia, CallRequests):
         self.documents = 0
         self._watcher = watcher
         self._watcher_given = False
-        self._ringback: tuple[str, str] | None = None  # see CallMedia._ringback
         self._bridge_lock = asyncio.Lock()
         self._interrupt: asyncio.Future[Outcome] | None = None
         host.register(leg, self)

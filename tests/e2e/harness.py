@@ -70,17 +70,14 @@ class Sandbox:
         self.version = ""
 
     @staticmethod
-    def run(command: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(SANDBOX), command], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+            [str(SANDBOX), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
         )
 
-    @staticmethod
-    def cli(command: str) -> str:
+    def cli(self, command: str) -> str:
         """What ``asterisk -rx COMMAND`` prints."""
-        return subprocess.run(
-            [str(SANDBOX), "cli", command], cwd=REPO, capture_output=True, text=True, timeout=30, check=False
-        ).stdout
+        return self.run("cli", command, timeout=30).stdout
 
     def start(self) -> None:
         done = self.run("start")
