@@ -9,6 +9,8 @@ Modes:
   app    stasis-rcml with examples/config.toml (the seed: the refer app dials <Number>1002</Number>, our own
          number, so Local/1002@rcml/n runs app:dial-carol, which dials Carol)
   core   no app: Asterisk's own blind transfer, in a dialplan context where 1001 dials Bob and 1002 dials Carol
+  floor  scripts/floor_app.py instead of the app: the same event filter and REST requests on the same socket
+         stack, and nothing else (no RCML, no call model, no validation): the least any Python ARI app spends
 
 Alice's phone sends a From display name of its own per call (alice-N); Asterisk copies it to Bob's INVITE and,
 after the transfer, to Carol's, which pairs the three legs of each call. Per call, from sipp -trace_msg:
@@ -50,6 +52,7 @@ from sandbox_calls import (
     sandbox,
     sandbox_root,
     start_app,
+    start_floor_app,
     stop_asterisk,
     stop_process,
     use_core_transfer,
@@ -58,7 +61,8 @@ from sandbox_calls import (
 )
 
 OUT = REPO / ".cache/bench"
-MODES = ("app", "core")
+MODES = ("app", "core", "floor")
+GROUPS = {"both": ["app", "core"], "all": ["app", "floor", "core"]}
 REFER_DELAY_MS = 300
 RING_MS = 100
 BOB_HOLD_MS = 1000  # a refused REFER: Bob hangs up himself after this
@@ -73,7 +77,9 @@ def main() -> int:
     count.add_argument("--count", type=int, help="calls per mode (default: rate x seconds)")
     count.add_argument("--seconds", type=float, default=5.0, help="seconds of calls per mode (default 5)")
     parser.add_argument("--limit", type=int, help="most calls Alice has up at once (sipp -l; default 5 x rate)")
-    parser.add_argument("--mode", choices=("both", *MODES), default="both", help="default both (app, then core)")
+    parser.add_argument(
+        "--mode", choices=(*GROUPS, *MODES), default="both", help="default both (app, then core); all adds floor"
+    )
     parser.add_argument("--talk-ms", type=int, default=1500, help="Alice hangs up this long after her answer")
     parser.add_argument("--warmup", type=int, default=2, help="sequential calls before measuring (default 2)")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds Asterisk gets to drain (default 5)")
@@ -86,7 +92,7 @@ def main() -> int:
         parser.error("--rate, --count/--seconds, --limit and --talk-ms must be positive, --warmup not negative")
     if calls > 5000 or args.rate > 500:
         parser.error("at most 5000 calls and 500 calls/s per mode: the bench must stay short")
-    modes = list(MODES) if args.mode == "both" else [args.mode]
+    modes = GROUPS.get(args.mode, [args.mode])
 
     def terminate(signum: int, _frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
@@ -132,6 +138,9 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
         caller_id_from_phone("alice")
         if result.mode == "core":
             use_core_transfer()
+        elif result.mode == "floor":
+            app = start_floor_app(out)
+            wait_for_ari_app("rcml", 15, app)
         else:
             app = start_app(REPO / "examples/config.toml", out, args.app_log_level, None)
             wait_for_ari_app("rcml", 15, app)
@@ -318,7 +327,7 @@ def _leftovers(result: ModeResult, settle: float) -> None:
 
 def _payload(results: list[ModeResult], args: argparse.Namespace, stamp: str, elapsed: float) -> dict[str, object]:
     modes = {r.mode: asdict(r) | r.summary() for r in results}
-    app, core = (next((r for r in results if r.mode == m), None) for m in MODES)
+    app, core, floor = (next((r for r in results if r.mode == m), None) for m in MODES)
     return {
         "time": stamp,
         "rate": args.rate,
@@ -332,6 +341,7 @@ def _payload(results: list[ModeResult], args: argparse.Namespace, stamp: str, el
         "elapsed_s": round(elapsed, 1),
         "modes": modes,
         "ratios_app_to_core": app.ratios(core) if app and core else None,
+        "ratios_floor_to_core": floor.ratios(core) if floor and core else None,
     }
 
 
@@ -356,13 +366,15 @@ def _table(results: list[ModeResult], payload: dict[str, object]) -> str:
             f"{r.mode:<9} {r.placed:>6} {_fmt(s['completed_pct'], 1, ' %'):>9}  {latency:>35}  "
             f"{_fmt(s['app_cpu_ms_per_transfer']):>7}  {_fmt(s['asterisk_cpu_ms_per_transfer']):>12}  {left:>23}"
         )
-    ratios = payload["ratios_app_to_core"]
-    if isinstance(ratios, dict):
-        latency = " / ".join(_fmt(ratios[k], 2) for k in ("latency_p50", "latency_p90", "latency_max"))
-        lines.append(
-            f"{'app/core':<9} {'':>6} {_fmt(ratios['completed'], 2):>9}  {latency:>35}  "
-            f"{_fmt(ratios['app_cpu_to_core_asterisk_cpu'], 2):>7}  {_fmt(ratios['asterisk_cpu'], 2):>12}"
-        )
+    for name in ("app", "floor"):
+        ratios = payload[f"ratios_{name}_to_core"]
+        if isinstance(ratios, dict):
+            latency = " / ".join(_fmt(ratios[k], 2) for k in ("latency_p50", "latency_p90", "latency_max"))
+            lines.append(
+                f"{name + '/core':<9} {'':>6} {_fmt(ratios['completed'], 2):>9}  {latency:>35}  "
+                f"{_fmt(ratios['app_cpu_to_core_asterisk_cpu'], 2):>7}  {_fmt(ratios['asterisk_cpu'], 2):>12}"
+            )
+    if payload["ratios_app_to_core"] or payload["ratios_floor_to_core"]:
         lines.append("  (app CPU ratio: the app's CPU per transfer / Asterisk's per transfer in the core run)")
     for r in results:
         lines += [f"{r.mode}: {line}" for line in r.findings()]

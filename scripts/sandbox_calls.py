@@ -251,6 +251,13 @@ def start_app(config: Path, out: Path, log_level: str, event_log: Path | None) -
         return subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
 
 
+def start_floor_app(out: Path) -> subprocess.Popen[bytes]:
+    """``scripts/floor_app.py`` (bench-load's floor mode), its output in ``out/app.log``."""
+    cmd = [str(REPO / ".venv/bin/python"), str(REPO / "scripts/floor_app.py")]
+    with (out / "app.log").open("wb") as sink:
+        return subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
+
+
 def app_has_event_log() -> bool:
     """Whether this version of the CLI has ``run --event-log``."""
     done = subprocess.run(
