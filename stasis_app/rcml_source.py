@@ -22,6 +22,7 @@ __all__ = [
     "doctype_line",
     "elements",
     "fill_placeholders",
+    "placeholder_names",
     "first_line",
     "line_of",
     "no_stray_text",
@@ -52,6 +53,11 @@ def fill_placeholders(value: str, params: Mapping[str, str]) -> str:
     ``FromX``, never ``$core_From`` followed by ``X``.
     """
     return _PLACEHOLDER.sub(lambda match: params.get(match.group(1), ""), value)
+
+
+def placeholder_names(text: str) -> tuple[str, ...]:
+    """The ``X`` of every ``$core_X`` in ``text``, each once, in order of appearance."""
+    return tuple(dict.fromkeys(_PLACEHOLDER.findall(text)))
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from models.rcml import Document, HttpMethod
 from stasis_app import __version__
 from stasis_app.errors import MarkupError, WebhookError
 from stasis_app.rcml import parse_rcml
+from stasis_app.rcml_source import placeholder_names
 from stasis_app.redact import redact_url
 from stasis_app.webhook_http import refuse_bad_redirects, request_body
 
@@ -44,6 +45,7 @@ __all__ = ["ERROR_DOCUMENT", "ERROR_FETCH", "Webhooks", "app_file", "read_app_fi
 log = logging.getLogger(__name__)
 
 _HTTP = ("http://", "https://")
+_PARSED_PER_APP = 64  # documents kept per app file that takes $core_ parameters, one per set of their values
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 # Twilio's error codes, sent as ErrorCode to a Voice Fallback URL: the document could not be fetched,
@@ -109,8 +111,10 @@ class Webhooks:
         )
         # path -> ((mtime_ns, size), text): an unchanged app costs one stat() per request.
         self._app_cache: dict[Path, tuple[tuple[int, int], str]] = {}
-        # Documents of app files that take no $core_ parameter: the same text always parses the same (frozen).
-        self._parsed: dict[str, tuple[str, Document]] = {}
+        # url -> (text, the $core_ names it uses, documents by those names' values): the same text with the same
+        # values always parses the same (frozen), and a transfer's refer app then costs no parse on its way to the
+        # target's INVITE (its ReferTarget is one of a few extensions; Transferor/Transferee change every call).
+        self._parsed: dict[str, tuple[str, tuple[str, ...], dict[tuple[str, ...], Document]]] = {}
 
     async def __aenter__(self) -> Webhooks:
         return self
@@ -241,13 +245,20 @@ class Webhooks:
         # Synchronous on purpose: a stat() of a small local file (and a read when it changed) costs
         # less than handing it to a thread.
         text = self._read_app(url)
-        if "$core_" in text:
-            return parse_rcml(text, url, params)
         parsed = self._parsed.get(url)
-        if parsed is not None and parsed[0] is text:  # _read_app hands back the same str while the file is unchanged
-            return parsed[1]
-        document = parse_rcml(text, url, params)
-        self._parsed[url] = (text, document)
+        if parsed is None or parsed[0] is not text:  # _read_app hands back the same str while the file is unchanged
+            if text.count("core_") != text.count("$core_"):
+                return parse_rcml(text, url, params)  # a placeholder behind an entity (&#36;core_X): parse each time
+            parsed = (text, placeholder_names(text), {})
+            self._parsed[url] = parsed
+        _, names, documents = parsed
+        values = tuple(params.get(name, "") for name in names)
+        document = documents.get(values)
+        if document is None:
+            document = parse_rcml(text, url, params)
+            if len(documents) >= _PARSED_PER_APP:
+                del documents[next(iter(documents))]  # the oldest: a bound, not an LRU (hits do not reorder)
+            documents[values] = document
         return document
 
     def _read_app(self, url: str) -> str:

@@ -13,6 +13,7 @@ import respx
 
 from models.config import Settings, WebhookSettings
 from models.rcml import Client, Dial, Document, Hangup, Number, Play, Redirect
+from stasis_app import webhook as webhook_module
 from stasis_app.errors import MarkupError, WebhookError
 from stasis_app.rcml import fill_placeholders
 from stasis_app.webhook import Webhooks, resolve_url
@@ -188,17 +189,39 @@ async def test_app_file_is_reread_when_it_changes(webhooks: Webhooks, apps: Path
     assert (await webhooks.fetch("app:live", "POST", {})).verbs == (Redirect(url="app:other"),)
 
 
-async def test_an_unchanged_app_file_is_parsed_once_unless_it_takes_parameters(webhooks: Webhooks, apps: Path):
+async def test_an_unchanged_app_file_is_parsed_once_per_value_of_the_parameters_it_takes(
+    webhooks: Webhooks, apps: Path
+):
     (apps / "fixed.xml").write_text(HANGUP)
     first = await webhooks.fetch("app:fixed", "POST", {"From": "alice"})
     assert await webhooks.fetch("app:fixed", "POST", {"From": "bob"}) is first
     (apps / "refer.xml").write_text("<Response><Dial><Number>$core_ReferTarget</Number></Dial></Response>")
-    to_1002 = await webhooks.fetch("app:refer", "POST", {"ReferTarget": "1002"})
-    to_1003 = await webhooks.fetch("app:refer", "POST", {"ReferTarget": "1003"})
+    to_1002 = await webhooks.fetch("app:refer", "POST", {"ReferTarget": "1002", "Transferor": "bob"})
+    to_1003 = await webhooks.fetch("app:refer", "POST", {"ReferTarget": "1003", "Transferor": "bob"})
     assert (to_1002.verbs, to_1003.verbs) == (
         (Dial(nouns=(Number(number="1002"),)),),
         (Dial(nouns=(Number(number="1003"),)),),
     )
+    # A parameter the document does not use makes no difference; one it uses does.
+    assert await webhooks.fetch("app:refer", "POST", {"ReferTarget": "1002", "Transferor": "dave"}) is to_1002
+
+
+async def test_a_placeholder_written_with_an_entity_is_filled_for_each_request(webhooks: Webhooks, apps: Path):
+    # &#36; is "$": the placeholder only shows once the XML is parsed, so the text cannot say which values count.
+    (apps / "hidden.xml").write_text("<Response><Dial><Number>&#36;core_ReferTarget</Number></Dial></Response>")
+    for target in ("1002", "1003"):
+        document = await webhooks.fetch("app:hidden", "POST", {"ReferTarget": target})
+        assert document.verbs == (Dial(nouns=(Number(number=target),)),)
+
+
+async def test_the_documents_kept_per_app_file_are_bounded(webhooks: Webhooks, apps: Path):
+    (apps / "refer.xml").write_text("<Response><Dial><Number>$core_ReferTarget</Number></Dial></Response>")
+    first = await webhooks.fetch("app:refer", "POST", {"ReferTarget": "2000"})
+    for target in range(2001, 2001 + webhook_module._PARSED_PER_APP):
+        await webhooks.fetch("app:refer", "POST", {"ReferTarget": str(target)})
+    again = await webhooks.fetch("app:refer", "POST", {"ReferTarget": "2000"})
+    assert again == first
+    assert again is not first  # the oldest went to keep the bound
 
 
 @pytest.mark.parametrize("relative", ["next.xml", "./next.xml", "/next.xml", "next", "app:next"])
