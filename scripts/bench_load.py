@@ -33,6 +33,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -80,6 +81,13 @@ def main() -> int:
     parser.add_argument(
         "--mode", choices=(*GROUPS, *MODES), default="both", help="default both (app, then core); all adds floor"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of the modes, interleaved (app, core, core, app, ...); ratios "
+        "are then the median of each round's (default 1)",
+    )
     parser.add_argument("--talk-ms", type=int, default=1500, help="Alice hangs up this long after her answer")
     parser.add_argument("--warmup", type=int, default=2, help="sequential calls before measuring (default 2)")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds Asterisk gets to drain (default 5)")
@@ -90,6 +98,8 @@ def main() -> int:
     limit = args.limit if args.limit is not None else max(10, math.ceil(5 * args.rate))
     if args.rate <= 0 or calls < 1 or limit < 1 or args.warmup < 0 or args.talk_ms < 1:
         parser.error("--rate, --count/--seconds, --limit and --talk-ms must be positive, --warmup not negative")
+    if not 1 <= args.repeat <= 10:
+        parser.error("--repeat is 1 to 10")
     if calls > 5000 or args.rate > 500:
         parser.error("at most 5000 calls and 500 calls/s per mode: the bench must stay short")
     modes = GROUPS.get(args.mode, [args.mode])
@@ -103,15 +113,22 @@ def main() -> int:
     out = OUT / f"load-{stamp}"
     results: list[ModeResult] = []
     started = time.monotonic()
-    for mode in modes:
-        say(f"{mode}: {args.warmup} warm-up call(s), then {calls} calls at {args.rate:g}/s (at most {limit} at once)")
-        result = ModeResult(mode=mode, rate=args.rate, calls=calls, limit=limit)
-        results.append(result)
-        try:
-            _run_mode(result, out / mode, args)
-        except RigError as exc:
-            result.harness_errors.append(str(exc))
-            say(f"{mode}: {exc}")
+    for number in range(1, args.repeat + 1):
+        # Every other round in reverse order: a machine that slows down or speeds up during the run then weighs
+        # on each mode alike.
+        for mode in modes if number % 2 else modes[::-1]:
+            result = ModeResult(mode=mode, rate=args.rate, calls=calls, limit=limit, round=number)
+            label = result.label(args.repeat)
+            say(
+                f"{label}: {args.warmup} warm-up call(s), then {calls} calls at {args.rate:g}/s "
+                f"(at most {limit} at once)"
+            )
+            results.append(result)
+            try:
+                _run_mode(result, out / label.replace("#", "-"), args)
+            except RigError as exc:
+                result.harness_errors.append(str(exc))
+                say(f"{label}: {exc}")
     payload = _payload(results, args, stamp, time.monotonic() - started)
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(payload, indent=2) + "\n"
@@ -326,8 +343,14 @@ def _leftovers(result: ModeResult, settle: float) -> None:
 
 
 def _payload(results: list[ModeResult], args: argparse.Namespace, stamp: str, elapsed: float) -> dict[str, object]:
-    modes = {r.mode: asdict(r) | r.summary() for r in results}
-    app, core, floor = (next((r for r in results if r.mode == m), None) for m in MODES)
+    modes = {r.label(args.repeat): asdict(r) | r.summary() for r in results}
+    by_round: dict[str, list[dict[str, float | None]]] = {"app": [], "floor": []}
+    for number in range(1, args.repeat + 1):
+        found = {r.mode: r for r in results if r.round == number}
+        if (core := found.get("core")) is not None:
+            for name, rounds in by_round.items():
+                if (mine := found.get(name)) is not None:
+                    rounds.append(mine.ratios(core))
     return {
         "time": stamp,
         "rate": args.rate,
@@ -340,9 +363,22 @@ def _payload(results: list[ModeResult], args: argparse.Namespace, stamp: str, el
         "app_log_level": args.app_log_level,
         "elapsed_s": round(elapsed, 1),
         "modes": modes,
-        "ratios_app_to_core": app.ratios(core) if app and core else None,
-        "ratios_floor_to_core": floor.ratios(core) if floor and core else None,
+        "repeat": args.repeat,
+        "ratios_app_to_core": _median_ratios(by_round["app"]),
+        "ratios_floor_to_core": _median_ratios(by_round["floor"]),
+        "ratios_by_round": by_round,
     }
+
+
+def _median_ratios(rounds: list[dict[str, float | None]]) -> dict[str, float | None] | None:
+    """Each ratio's median over the rounds that have it (the one round's ratios when there is one)."""
+    if not rounds:
+        return None
+    merged: dict[str, float | None] = {}
+    for key in rounds[0]:
+        values = [value for ratios in rounds if (value := ratios[key]) is not None]
+        merged[key] = round(statistics.median(values), 2) if values else None
+    return merged
 
 
 def _fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
@@ -358,12 +394,13 @@ def _table(results: list[ModeResult], payload: dict[str, object]) -> str:
         f"{'mode':<9} {'placed':>6} {'completed':>9}  {'REFER->INVITE p50 / p90 / max (ms)':>35}  "
         f"{'app CPU':>7}  {'Asterisk CPU':>12}  {'left: channels, bridges':>23}",
     ]
-    for r in results:
+    repeat = int(str(payload["repeat"]))
+    for r in sorted(results, key=lambda r: (MODES.index(r.mode), r.round)):
         s = r.summary()
         latency = f"{_fmt(s['latency_p50_ms'])} / {_fmt(s['latency_p90_ms'])} / {_fmt(s['latency_max_ms'])}"
         left = "-" if r.left_channels is None else f"{r.left_channels}, {r.left_bridges}"
         lines.append(
-            f"{r.mode:<9} {r.placed:>6} {_fmt(s['completed_pct'], 1, ' %'):>9}  {latency:>35}  "
+            f"{r.label(repeat):<9} {r.placed:>6} {_fmt(s['completed_pct'], 1, ' %'):>9}  {latency:>35}  "
             f"{_fmt(s['app_cpu_ms_per_transfer']):>7}  {_fmt(s['asterisk_cpu_ms_per_transfer']):>12}  {left:>23}"
         )
     for name in ("app", "floor"):
@@ -376,8 +413,10 @@ def _table(results: list[ModeResult], payload: dict[str, object]) -> str:
             )
     if payload["ratios_app_to_core"] or payload["ratios_floor_to_core"]:
         lines.append("  (app CPU ratio: the app's CPU per transfer / Asterisk's per transfer in the core run)")
+        if repeat > 1:
+            lines.append(f"  (each ratio: the median of the {repeat} rounds' own, each round against its core round)")
     for r in results:
-        lines += [f"{r.mode}: {line}" for line in r.findings()]
+        lines += [f"{r.label(repeat)}: {line}" for line in r.findings()]
     if first is not None:
         lines.append(f"(CPU clock tick {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms; total {payload['elapsed_s']} s)")
     return "\n".join(lines)

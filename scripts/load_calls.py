@@ -96,6 +96,11 @@ class ModeResult:
     sipp_exit: dict[str, int | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # findings: the app died, ARI did not answer, ...
     harness_errors: list[str] = field(default_factory=list)  # the run could not be measured
+    round: int = 1  # of bench-load --repeat
+
+    def label(self, repeat: int = 1) -> str:
+        """The mode's name, with its round when there are several (``app#2``)."""
+        return self.mode if repeat == 1 else f"{self.mode}#{self.round}"
 
     def _per_transfer_ms(self, seconds: float | None) -> float | None:
         transfers = self.refers or self.placed
