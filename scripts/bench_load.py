@@ -23,7 +23,8 @@ channels and bridges once the phones are done (given --settle seconds to drain).
 Exit status 1 only when the harness could not measure (Asterisk, the app or sipp would not start, a phone
 overran the round's time budget); calls that fail, a slow app or leftovers are results.
 
-    scripts/bench-load [--rate 20] [--count N | --seconds 5] [--limit L] [--mode both|app|core] [--json]
+    scripts/bench-load [--rate 20] [--count N | --seconds 5] [--limit L] [--mode both|all|app|core|floor]
+                       [--repeat K] [--json]
 """
 
 from __future__ import annotations
@@ -31,9 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import signal
-import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -41,6 +40,7 @@ from pathlib import Path
 from types import FrameType
 
 from load_calls import ModeResult, analyse_calls, read_log_complaints
+from load_report import MODES, median_ratios, table
 from sandbox_calls import (
     REPO,
     Phone,
@@ -62,7 +62,6 @@ from sandbox_calls import (
 )
 
 OUT = REPO / ".cache/bench"
-MODES = ("app", "core", "floor")
 GROUPS = {"both": ["app", "core"], "all": ["app", "floor", "core"]}
 REFER_DELAY_MS = 300
 RING_MS = 100
@@ -134,7 +133,7 @@ def main() -> int:
     text = json.dumps(payload, indent=2) + "\n"
     (OUT / f"load-{stamp}.json").write_text(text)
     (OUT / "load-latest.json").write_text(text)
-    print(text if args.json else _table(results, payload), end="" if args.json else "\n")
+    print(text if args.json else table(results, payload), end="" if args.json else "\n")
     say(f"results: {(OUT / f'load-{stamp}.json').relative_to(REPO)}; phone and app logs in {out.relative_to(REPO)}")
     return 1 if any(r.harness_errors for r in results) else 0
 
@@ -364,62 +363,10 @@ def _payload(results: list[ModeResult], args: argparse.Namespace, stamp: str, el
         "elapsed_s": round(elapsed, 1),
         "modes": modes,
         "repeat": args.repeat,
-        "ratios_app_to_core": _median_ratios(by_round["app"]),
-        "ratios_floor_to_core": _median_ratios(by_round["floor"]),
+        "ratios_app_to_core": median_ratios(by_round["app"]),
+        "ratios_floor_to_core": median_ratios(by_round["floor"]),
         "ratios_by_round": by_round,
     }
-
-
-def _median_ratios(rounds: list[dict[str, float | None]]) -> dict[str, float | None] | None:
-    """Each ratio's median over the rounds that have it (the one round's ratios when there is one)."""
-    if not rounds:
-        return None
-    merged: dict[str, float | None] = {}
-    for key in rounds[0]:
-        values = [value for ratios in rounds if (value := ratios[key]) is not None]
-        merged[key] = round(statistics.median(values), 2) if values else None
-    return merged
-
-
-def _fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
-    return "-" if value is None else f"{value:.{digits}f}{unit}"
-
-
-def _table(results: list[ModeResult], payload: dict[str, object]) -> str:
-    first = results[0] if results else None
-    lines = [
-        f"seed flow under load: {payload['rate']:g} calls/s, {payload['calls']} calls per mode, at most "
-        f"{payload['limit']} at once; Alice talks {payload['talk_ms']} ms; CPU in ms per transfer (REFER sent)",
-        "",
-        f"{'mode':<9} {'placed':>6} {'completed':>9}  {'REFER->INVITE p50 / p90 / max (ms)':>35}  "
-        f"{'app CPU':>7}  {'Asterisk CPU':>12}  {'left: channels, bridges':>23}",
-    ]
-    repeat = int(str(payload["repeat"]))
-    for r in sorted(results, key=lambda r: (MODES.index(r.mode), r.round)):
-        s = r.summary()
-        latency = f"{_fmt(s['latency_p50_ms'])} / {_fmt(s['latency_p90_ms'])} / {_fmt(s['latency_max_ms'])}"
-        left = "-" if r.left_channels is None else f"{r.left_channels}, {r.left_bridges}"
-        lines.append(
-            f"{r.label(repeat):<9} {r.placed:>6} {_fmt(s['completed_pct'], 1, ' %'):>9}  {latency:>35}  "
-            f"{_fmt(s['app_cpu_ms_per_transfer']):>7}  {_fmt(s['asterisk_cpu_ms_per_transfer']):>12}  {left:>23}"
-        )
-    for name in ("app", "floor"):
-        ratios = payload[f"ratios_{name}_to_core"]
-        if isinstance(ratios, dict):
-            latency = " / ".join(_fmt(ratios[k], 2) for k in ("latency_p50", "latency_p90", "latency_max"))
-            lines.append(
-                f"{name + '/core':<9} {'':>6} {_fmt(ratios['completed'], 2):>9}  {latency:>35}  "
-                f"{_fmt(ratios['app_cpu_to_core_asterisk_cpu'], 2):>7}  {_fmt(ratios['asterisk_cpu'], 2):>12}"
-            )
-    if payload["ratios_app_to_core"] or payload["ratios_floor_to_core"]:
-        lines.append("  (app CPU ratio: the app's CPU per transfer / Asterisk's per transfer in the core run)")
-        if repeat > 1:
-            lines.append(f"  (each ratio: the median of the {repeat} rounds' own, each round against its core round)")
-    for r in results:
-        lines += [f"{r.label(repeat)}: {line}" for line in r.findings()]
-    if first is not None:
-        lines.append(f"(CPU clock tick {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms; total {payload['elapsed_s']} s)")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
