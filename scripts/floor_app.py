@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from stasis_app.ari.rest import ENGINE_EVENT_TYPES
+from stasis_app.ari.rest import event_filter_body
 
 APP = "rcml"
 FIRST_NOTIFY_S = 0.05  # as stasis_app.transfer: Asterisk 22.10.1 crashes on a sooner transfer_progress
@@ -122,8 +122,7 @@ async def run(url: str, user: str, password: str) -> None:
             f"{url}/ari/events?app={APP}&subscribeAll=false", auth=aiohttp.BasicAuth(user, password)
         )
         floor = Floor(ws)
-        allowed = [{"type": kind} for kind in (*ENGINE_EVENT_TYPES, "RESTResponse")]
-        floor.send("PUT", f"applications/{APP}/eventFilter", body=json.dumps({"allowed": allowed}))
+        floor.send("PUT", f"applications/{APP}/eventFilter", body=event_filter_body().decode())
 
         async def read() -> None:
             async for message in ws:

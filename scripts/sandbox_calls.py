@@ -247,13 +247,15 @@ def start_app(config: Path, out: Path, log_level: str, event_log: Path | None) -
     if event_log is not None:
         event_log.unlink(missing_ok=True)
         cmd += ["--event-log", str(event_log)]
-    with (out / "app.log").open("wb") as sink:
-        return subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
+    return _start_logged(cmd, out)
 
 
 def start_floor_app(out: Path) -> subprocess.Popen[bytes]:
     """``scripts/floor_app.py`` (bench-load's floor mode), its output in ``out/app.log``."""
-    cmd = [str(REPO / ".venv/bin/python"), str(REPO / "scripts/floor_app.py")]
+    return _start_logged([str(REPO / ".venv/bin/python"), str(REPO / "scripts/floor_app.py")], out)
+
+
+def _start_logged(cmd: list[str], out: Path) -> subprocess.Popen[bytes]:
     with (out / "app.log").open("wb") as sink:
         return subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
 

@@ -31,7 +31,7 @@ from models.ari import (
 from stasis_app.ari.protocol import AsteriskApi, HangupReason, Transport, TransportError
 from stasis_app.errors import AriError, CallGone
 
-__all__ = ["AriRest", "error_for"]
+__all__ = ["ENGINE_EVENT_TYPES", "AriRest", "error_for", "event_filter_body"]
 
 _CHANNELS: TypeAdapter[list[Channel]] = TypeAdapter(list[Channel])
 _BRIDGES: TypeAdapter[list[Bridge]] = TypeAdapter(list[Bridge])
@@ -43,7 +43,8 @@ _BRIDGES: TypeAdapter[list[Bridge]] = TypeAdapter(list[Bridge])
 ENGINE_EVENT_TYPES = tuple(kind for kind in HANDLED_EVENT_TYPES if kind not in UNUSED_EVENT_TYPES)
 
 
-def _event_filter(types: Iterable[str]) -> bytes:
+def event_filter_body(types: Iterable[str] = ENGINE_EVENT_TYPES) -> bytes:
+    """The body of ``PUT /applications/{app}/eventFilter`` that lets ``types`` and REST answers through."""
     # RESTResponse too: on 22.10.1 the filter applies to REST answers on the socket as well.
     return json.dumps({"allowed": [{"type": kind} for kind in (*types, "RESTResponse")]}).encode()
 
@@ -295,7 +296,7 @@ class AriRest:
 
     async def set_event_filter(self, types: Iterable[str] = ENGINE_EVENT_TYPES) -> None:
         """Ask Asterisk to send this app only these event types (by default, those the engine acts on)."""
-        await self.request("PUT", f"/applications/{_id(self.app)}/eventFilter", None, _event_filter(types))
+        await self.request("PUT", f"/applications/{_id(self.app)}/eventFilter", None, event_filter_body(types))
 
     async def asterisk_info(self) -> dict[str, Any]:
         """``GET /asterisk/info``: build, system (``version``), config and status, for start-up checks."""
