@@ -16,7 +16,6 @@ from models.ari import (
     ChannelDestroyed,
     ChannelDtmfReceived,
     ChannelEnteredBridge,
-    ChannelHangupRequest,
     ChannelLeftBridge,
     ChannelStateChange,
     ChannelTransfer,
@@ -157,14 +156,10 @@ class Engine:
                     if channel.state == "Ringing" and leg.state is LegState.CALLING:
                         leg.set_state(LegState.RINGING, "far end ringing")
                     leg.deliver(event)
-            case ChannelHangupRequest(channel=channel, cause=cause) if cause is not None:
-                if (leg := self.legs.get(channel.id)) is not None:
-                    leg.hangup_cause = cause
             case ChannelDestroyed(channel=channel, cause=cause):
                 self._gone(channel.id, cause, "destroyed")
             case StasisEnd(channel=channel):
-                leg = self.legs.get(channel.id)
-                self._gone(channel.id, leg.hangup_cause if leg else None, "left Stasis")
+                self._gone(channel.id, None, "left Stasis")
             case ChannelEnteredBridge(bridge=snapshot, channel=channel) if channel is not None:
                 if (bridge := self.bridges.get(snapshot.id)) is not None:
                     bridge.entered(channel.id)

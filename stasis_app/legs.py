@@ -144,7 +144,6 @@ class CallLeg:
         self.call_sid = new_call_sid()
         self.state = state
         self.cause: int | None = None  # Q.850 cause once GONE
-        self.hangup_cause: int | None = None  # the cause of a ChannelHangupRequest, until StasisEnd
         self.created = time.monotonic()
         self.answered_at: float | None = None
         self.bridge: Bridge | None = None  # the bridge Asterisk last reported it in

@@ -36,7 +36,7 @@ import aiohttp
 import pydantic
 from aiohttp import ClientWebSocketResponse, WSMessage, WSMsgType
 
-from models.ari import UNUSED_EVENT_TYPES, event_type, parse_event
+from models.ari import event_type, ignored_event, parse_event
 from stasis_app.ari.protocol import EventHandler
 from stasis_app.errors import AriError
 
@@ -381,7 +381,7 @@ _HEAD = 40
 def _deliver(handler: EventHandler, message: str | bytes) -> None:
     """Parse one message and hand it over; a bad message or a failing handler costs that one event only."""
     kind = event_type(message)
-    if kind in UNUSED_EVENT_TYPES:
+    if ignored_event(kind, message):
         return  # nobody acts on it: not worth a parse
     try:
         event = parse_event(message, kind=kind)
