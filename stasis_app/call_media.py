@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import secrets
 from typing import Any
 
 from stasis_app.ari.protocol import AsteriskApi
@@ -65,7 +65,7 @@ class CallMedia:
                     await self.ari.ring(media.id)
                 else:
                     # A Local channel would pass ring_stop on to its other half and leave its own tone playing.
-                    self._ringback = ("play", uuid.uuid4().hex)
+                    self._ringback = ("play", secrets.token_hex(16))
                     await self.ari.play(media.id, "tone:ring", self._ringback[1])
             elif not self.leg.virtual:
                 await self.ari.ring(self.leg.id)
@@ -92,7 +92,7 @@ class CallMedia:
         target = self.leg.media_leg
         if target is None:
             raise CallGone("play", self.leg.name, None, "no channel carries this leg's audio any more")
-        return await play_to(self.ari, target, media, uuid.uuid4().hex)
+        return await play_to(self.ari, target, media, secrets.token_hex(16))
 
     async def send_digits(self, digits: str) -> None:
         target = self.leg.media_leg

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -66,7 +66,7 @@ class Room:
     def __init__(self, registry: Conferences, name: str) -> None:
         self.registry = registry
         self.name = name
-        self.sid = "CF" + uuid.uuid4().hex
+        self.sid = "CF" + secrets.token_hex(16)
         self.state = RoomState.CREATED
         self.participants: list[Participant] = []
         self.bridge: Bridge | None = None
@@ -151,7 +151,7 @@ class Room:
 
     async def _beep(self, bridge: Bridge) -> None:
         try:
-            await self.registry.ari.play_bridge(bridge.id, BEEP, uuid.uuid4().hex)
+            await self.registry.ari.play_bridge(bridge.id, BEEP, secrets.token_hex(16))
         except AriError as exc:  # a missing beep is no reason to fail a participant
             log.debug("conference %s: no beep: %s", self.name, exc)
 
@@ -219,7 +219,7 @@ class Conferences:
         return None
 
     def new_bridge(self, room: Room) -> Bridge:
-        bridge = Bridge(uuid.uuid4().hex, f"{PREFIX}conference-{room.sid}", room)
+        bridge = Bridge(secrets.token_hex(16), f"{PREFIX}conference-{room.sid}", room)
         self._bridges[bridge.id] = bridge
         return bridge
 

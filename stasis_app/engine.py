@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import secrets
 from collections.abc import Awaitable, Mapping
 from typing import Any, cast
 
@@ -79,7 +79,7 @@ class Engine:
         session.leg_ids.add(leg.id)
 
     def new_bridge(self, owner: CallSession, name: str) -> Bridge:
-        bridge = Bridge(uuid.uuid4().hex, name, owner)
+        bridge = Bridge(secrets.token_hex(16), name, owner)
         self.bridges[bridge.id] = bridge
         return bridge
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -61,7 +61,7 @@ E = TypeVar("E", bound=AriEvent)
 
 def new_call_sid() -> str:
     """A Restcomm-style call id (``CA`` + 32 hex digits)."""
-    return "CA" + uuid.uuid4().hex
+    return "CA" + secrets.token_hex(16)
 
 
 class LegState(Enum):
@@ -252,10 +252,13 @@ def virtual_pair(caller: CallLeg, dialed_party: Party, inbound_party: Party, nam
     with the same cause, as a Local pair does."""
     loop = asyncio.get_running_loop()
     dialed = CallLeg(
-        Channel(id="v" + uuid.uuid4().hex, name=f"{name};1"), LegRole.DIALED, dialed_party, state=LegState.CALLING
+        Channel(id="v" + secrets.token_hex(16), name=f"{name};1"), LegRole.DIALED, dialed_party, state=LegState.CALLING
     )
     inbound = CallLeg(
-        Channel(id="v" + uuid.uuid4().hex, name=f"{name};2"), LegRole.INBOUND, inbound_party, state=LegState.INBOUND
+        Channel(id="v" + secrets.token_hex(16), name=f"{name};2"),
+        LegRole.INBOUND,
+        inbound_party,
+        state=LegState.INBOUND,
     )
     for leg, other in ((dialed, inbound), (inbound, dialed)):
         leg.virtual, leg.twin = True, other

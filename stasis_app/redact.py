@@ -17,4 +17,6 @@ def redact_url(url: str) -> str:
     Works on any string: a malformed URL (``http://u:p@[::1/x``) or a message naming several URLs.
     Text without ``scheme://...@`` (``app:NAME``, a plain URL) is returned unchanged.
     """
+    if "@" not in url:
+        return url  # nothing to hide, and most URLs have none: no regex
     return _USERINFO.sub(r"\1***@", url)

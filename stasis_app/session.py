@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import secrets
 from collections.abc import Coroutine
 from enum import Enum
 from typing import Any, Protocol
@@ -93,7 +93,7 @@ class CallSession(CallMedia, CallRequests):
         peer_to_peer: bool = False,
         parent: CallSession | None = None,
     ) -> None:
-        self.id = uuid.uuid4().hex
+        self.id = secrets.token_hex(16)
         self.host = host
         self.leg = leg
         self._number = number
@@ -153,7 +153,7 @@ class CallSession(CallMedia, CallRequests):
         return self.host.media
 
     def new_leg(self, endpoint: str, party: Party) -> CallLeg:
-        leg = CallLeg(Channel(id=uuid.uuid4().hex, name=endpoint), LegRole.DIALED, party, state=LegState.CALLING)
+        leg = CallLeg(Channel(id=secrets.token_hex(16), name=endpoint), LegRole.DIALED, party, state=LegState.CALLING)
         for gone in [leg_id for leg_id, old in self.dial_legs.items() if old.is_gone]:
             del self.dial_legs[gone]
         self.dial_legs[leg.id] = leg
@@ -194,7 +194,7 @@ class CallSession(CallMedia, CallRequests):
     def dial_ours(self, number: NumberConfig, party: Party) -> CallLeg:
         # The number's own call: From/To as its app would see them through a Local channel.
         inbound = Party(from_=party.from_, to=number.number, caller_name=party.caller_name)
-        name = f"{number.number}@in-process-{uuid.uuid4().hex[:8]}"
+        name = f"{number.number}@in-process-{secrets.token_hex(4)}"
         dialed, leg = virtual_pair(self.leg, party, inbound, name)
         if self.depth >= MAX_NESTING:
             # A number that dials itself (or a ring of numbers) would nest calls without end.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import secrets
 from collections.abc import Awaitable, Mapping
 from enum import Enum
 from typing import Any, Protocol
@@ -74,7 +74,7 @@ class Transfer:
     the refer app's first Dial."""
 
     def __init__(self, ari: AsteriskApi, transferor: CallLeg, transferee: CallLeg, target: str) -> None:
-        self.id = uuid.uuid4().hex[:8]
+        self.id = secrets.token_hex(4)
         self.transferor = transferor
         self.transferee = transferee
         self.target = target  # the Refer-To user part, checked safe

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 _HTTP = ("http://", "https://")
 _PARSED_PER_APP = 64  # documents kept per app file that takes $core_ parameters, one per set of their values
+_APP_PATHS_KEPT = 1024  # app: URLs whose file path is kept
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 # Twilio's error codes, sent as ErrorCode to a Voice Fallback URL: the document could not be fetched,
@@ -111,6 +113,9 @@ class Webhooks:
         )
         # path -> ((mtime_ns, size), text): an unchanged app costs one stat() per request.
         self._app_cache: dict[Path, tuple[tuple[int, int], str]] = {}
+        # url -> its file: the name checked and the path built once, not on every request (bounded: names
+        # come from documents too).
+        self._app_paths: dict[str, Path] = {}
         # url -> (text, the $core_ names it uses, documents by those names' values): the same text with the same
         # values always parses the same (frozen), and a transfer's refer app then costs no parse on its way to the
         # target's INVITE (its ReferTarget is one of a few extensions; Transferor/Transferee change every call).
@@ -262,9 +267,14 @@ class Webhooks:
         return document
 
     def _read_app(self, url: str) -> str:
-        path = app_file(self._settings.apps_path, url)
+        path = self._app_paths.get(url)
+        if path is None:
+            path = app_file(self._settings.apps_path, url)
+            if len(self._app_paths) >= _APP_PATHS_KEPT:
+                self._app_paths.clear()
+            self._app_paths[url] = path
         try:
-            stat = path.stat()
+            stat = os.stat(path)
             key: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
         except OSError:
             key = None  # read_app_file() says what is wrong

@@ -318,3 +318,29 @@ async def test_a_request_on_a_socket_already_closed_is_a_transport_error():
         with pytest.raises(TransportError, match="the events websocket closed: "):
             await transport.request("GET", "/channels")
     assert asterisk.requests == []
+
+
+async def test_a_send_that_cannot_go_out_is_bounded_too_and_a_caller_cancel_stays_a_cancel():
+    # Asterisk stopped reading the socket: the write waits on a full buffer. The request's own limit ends it.
+    transport = WebSocketTransport(timeout=0.2)
+    forever = asyncio.Event()
+
+    async def stuck(_text: str) -> None:
+        await forever.wait()
+
+    transport.attach(stuck)
+    started = time.monotonic()
+    with pytest.raises(TransportError, match=r"no answer on the events websocket within 0\.2 s"):
+        await transport.request("POST", "/channels/c1/ring")
+    assert time.monotonic() - started < 1.0
+    assert transport._pending == {}
+    # Whoever made the request may cancel it (a call ending): that is a cancel, not a transport error.
+    for blocked_in in ("send", "answer"):
+        if blocked_in == "answer":
+            transport.attach(lambda _text: asyncio.sleep(0))
+        waiting = asyncio.ensure_future(transport.request("POST", "/channels/c1/ring"))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    assert transport._pending == {}

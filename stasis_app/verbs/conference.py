@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-import uuid
 from typing import Any
 
 from models.ari import PlaybackFinished
@@ -141,7 +141,7 @@ async def _wait_items(call: CallContext, noun: Conference) -> list[WaitItem]:
 async def _play_until(call: CallContext, leg: CallLeg, media: str, stop: set[asyncio.Future[Any]]) -> bool:
     """Play ``media`` to ``leg``; True when it finished, False when a ``stop`` future came first (or Asterisk
     refused: then the wait goes on in silence)."""
-    ari, playback_id = call.conferences.ari, uuid.uuid4().hex
+    ari, playback_id = call.conferences.ari, secrets.token_hex(16)
     with leg.listen() as events:
         try:
             await ari.play(leg.id, media, playback_id)

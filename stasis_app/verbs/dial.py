@@ -111,7 +111,8 @@ class _DialAttempt:
                 result = await self._connect(winner)
         finally:
             await self.extras.close()
-        return dataclasses.replace(result, recording=await self.extras.recorded())
+        recording = await self.extras.recorded()
+        return dataclasses.replace(result, recording=recording) if recording else result
 
     def _decided(self, status: str, winner: CallLeg | None) -> None:
         if self.watcher is not None:

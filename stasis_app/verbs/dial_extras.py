@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
+import secrets
 
 from models.ari import ChannelDtmfReceived, LiveRecording
 from models.rcml import Dial, DialNoun, HttpMethod, Number
@@ -138,7 +138,7 @@ class DialExtras:
     # -- recording --------------------------------------------------------------------------------------------
 
     async def _record(self, bridge: Bridge) -> None:
-        name = "RE" + uuid.uuid4().hex
+        name = "RE" + secrets.token_hex(16)
         ended = bridge.recording(name)
         try:
             await self.call.record_bridge(bridge, name, 0)  # 0: no limit of its own, the Dial's timeLimit is one

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import secrets
 from dataclasses import dataclass
 
 from models.ari import ChannelDtmfReceived, RecordingFailed, RecordingFinished
@@ -49,7 +49,7 @@ class RecordVerb:
         if media is None:
             log.warning("number %s: <Record> skipped: this call has no channel of its own", number)
             return Next()
-        name = "RE" + uuid.uuid4().hex
+        name = "RE" + secrets.token_hex(16)
         with media.listen() as events:
             started = asyncio.get_running_loop().time()
             try:

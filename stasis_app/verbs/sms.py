@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
+import secrets
 
 from models.rcml import Sms
 from stasis_app.context import CallContext, Needs
@@ -45,7 +45,7 @@ class SmsVerb:
         params = call.params()
         to = verb.to or params.get("From", "")
         from_ = verb.from_ or params.get("To", "")
-        sid = "SM" + uuid.uuid4().hex
+        sid = "SM" + secrets.token_hex(16)
         target = message_target(to)
         status = "failed"
         if target is None:
