@@ -16,6 +16,7 @@ from models.ari import (
     ChannelDestroyed,
     ChannelDtmfReceived,
     ChannelEnteredBridge,
+    ChannelHangupRequest,
     ChannelLeftBridge,
     ChannelStateChange,
     ChannelTransfer,
@@ -158,8 +159,14 @@ class Engine:
                     leg.deliver(event)
             case ChannelDestroyed(channel=channel, cause=cause):
                 self._gone(channel.id, cause, "destroyed")
+            case ChannelHangupRequest(channel=channel, cause=cause):
+                if (leg := self.legs.get(channel.id)) is not None:
+                    leg.hanging_up = True
+                    if cause is not None:
+                        leg.hangup_cause = cause
             case StasisEnd(channel=channel):
-                self._gone(channel.id, None, "left Stasis")
+                leg = self.legs.get(channel.id)
+                self._gone(channel.id, leg.hangup_cause if leg else None, "left Stasis")
             case ChannelEnteredBridge(bridge=snapshot, channel=channel) if channel is not None:
                 if (bridge := self.bridges.get(snapshot.id)) is not None:
                     bridge.entered(channel.id)

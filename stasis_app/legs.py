@@ -144,6 +144,10 @@ class CallLeg:
         self.call_sid = new_call_sid()
         self.state = state
         self.cause: int | None = None  # Q.850 cause once GONE
+        # Asterisk said the channel is hanging up (ChannelHangupRequest): its StasisEnd is on the way, after
+        # whatever the hangup ended (a recording's RecordingFinished comes first).
+        self.hanging_up = False
+        self.hangup_cause: int | None = None  # the cause of a ChannelHangupRequest, until StasisEnd
         self.created = time.monotonic()
         self.answered_at: float | None = None
         self.bridge: Bridge | None = None  # the bridge Asterisk last reported it in

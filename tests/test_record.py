@@ -122,6 +122,19 @@ async def test_hangup_mid_recording_keeps_it_and_still_requests_the_action(rig):
     rig.fake.assert_nothing_leaked()
 
 
+async def test_hangup_mid_recording_is_a_hangup_even_when_stasis_end_comes_late(rig):
+    # Asterisk: ChannelHangupRequest, RecordingFinished, then StasisEnd, which may come in a later read than the
+    # recording's end. The Record verb runs on at RecordingFinished: it must not take the hangup for silence.
+    rig.web.xml("/recorded.xml", "<Response><Play>sound:thanks</Play></Response>")
+    alice = await recording(rig, '<Response><Record action="/recorded.xml"/><Play>sound:never</Play></Response>')
+    rig.fake.event_gaps["StasisEnd"] = 0.05
+    await rig.fake.phone_hangup(alice)
+    await rig.idle()
+
+    assert action(rig)["Digits"] == "hangup"
+    rig.fake.assert_nothing_leaked()
+
+
 async def test_recording_refused_is_one_warning_and_the_next_verb(rig, caplog):
     rig.fake.recordings.refuse = "Internal Server Error"  # no spool directory, a full disk
     rig.web.xml("/1001.xml", '<Response><Record action="/recorded.xml"/><Redirect>/after.xml</Redirect></Response>')

@@ -19,7 +19,7 @@ from models.ari import ChannelDtmfReceived, RecordingFailed, RecordingFinished
 from models.rcml import Record
 from stasis_app.context import CallContext, Needs
 from stasis_app.errors import AriError, CallGone, MarkupError, WebhookError
-from stasis_app.legs import LegEvents
+from stasis_app.legs import CallLeg, LegEvents
 from stasis_app.outcomes import HangupCall, Next, Outcome, Replace
 
 __all__ = ["RecordVerb"]
@@ -62,7 +62,7 @@ class RecordVerb:
                 log.warning("number %s: <Record> failed: Asterisk refused to record: %s; next verb", number, exc.reason)
                 return Next()
             try:
-                result = await _until_done(call, verb, events, name)
+                result = await _until_done(call, verb, media, events, name)
             except asyncio.CancelledError:
                 await _stop(call, name)
                 raise
@@ -74,7 +74,7 @@ class RecordVerb:
         return await _report(call, verb, name, result)
 
 
-async def _until_done(call: CallContext, verb: Record, events: LegEvents, name: str) -> _Result:
+async def _until_done(call: CallContext, verb: Record, media: CallLeg, events: LegEvents, name: str) -> _Result:
     """Wait for the recording's end, stopping it on a ``finishOnKey`` key."""
     result = _Result()
     loop = asyncio.get_running_loop()
@@ -86,7 +86,8 @@ async def _until_done(call: CallContext, verb: Record, events: LegEvents, name: 
         match event:
             case RecordingFinished(recording=recording) if recording.name == name:
                 result.kept, result.duration = True, recording.duration or 0
-                if call.caller.is_gone and not result.digits:
+                # A hangup ends the recording before the channel leaves Stasis: its hangup request says so first.
+                if (call.caller.is_gone or media.hanging_up) and not result.digits:
                     result.digits = "hangup"
                 return result
             case RecordingFailed(recording=recording) if recording.name == name:

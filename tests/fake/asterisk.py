@@ -127,6 +127,9 @@ class FakeAsterisk:
         self.answer_delay = 0.0  # seconds every REST answer takes: a saturated Asterisk
         self._switch = Switch(app, self._emit)
         self._queue: asyncio.Queue[AriEvent] = asyncio.Queue()
+        # Event type -> seconds the app waits for it after the events before it (order kept): what a busy
+        # Asterisk or network does between two events that the fake would otherwise hand over in one go.
+        self.event_gaps: dict[str, float] = {}
         self._handler: EventHandler | None = None
         self._pump: asyncio.Task[None] | None = None
         self._delivering = False
@@ -210,6 +213,8 @@ class FakeAsterisk:
         while True:
             event = await self._queue.get()
             self._delivering = True
+            if (gap := self.event_gaps.get(event.type)) is not None:
+                await asyncio.sleep(gap)  # it came in a later read than the events before it
             try:
                 handler.on_event(event)
             except Exception as exc:  # a handler bug must fail the test, not kill the stream
