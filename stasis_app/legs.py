@@ -240,7 +240,7 @@ class CallLeg:
             case LegState.INBOUND | LegState.CALLING | LegState.RINGING:
                 return "ringing"
             case LegState.UP:
-                return "in-progress"
+                return "completed" if self.hanging_up else "in-progress"
             case LegState.GONE:
                 return "completed" if self.answered_at is not None else "canceled"
 

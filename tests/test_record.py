@@ -131,7 +131,10 @@ async def test_hangup_mid_recording_is_a_hangup_even_when_stasis_end_comes_late(
     await rig.fake.phone_hangup(alice)
     await rig.idle()
 
-    assert action(rig)["Digits"] == "hangup"
+    got = action(rig)
+    assert got["Digits"] == "hangup"
+    assert got["CallStatus"] == "completed"
+    assert "sound:thanks" not in rig.fake.played.get(alice, [])  # the action's answer has nobody to play to
     rig.fake.assert_nothing_leaked()
 
 

@@ -118,7 +118,7 @@ async def _stop(call: CallContext, name: str) -> None:
 
 async def _report(call: CallContext, verb: Record, name: str, result: _Result) -> Outcome:
     number = call.number.number
-    gone = call.caller.is_gone
+    gone = call.caller.is_gone or result.digits == "hangup"  # the latter: hanging up, its StasisEnd not read yet
     if result.failure or not result.kept:
         why = result.failure or "nothing was stored"
         log.warning("number %s: <Record> %s failed: %s; %s", number, name, why, "call over" if gone else "next verb")
