@@ -40,7 +40,7 @@ from pathlib import Path
 from types import FrameType
 
 from load_calls import ModeResult, analyse_calls, read_log_complaints
-from load_report import MODES, median_ratios, table
+from load_report import MODES, app_to_floor, median_ratios, table
 from sandbox_calls import (
     REPO,
     Phone,
@@ -366,6 +366,7 @@ def _payload(results: list[ModeResult], args: argparse.Namespace, stamp: str, el
         "ratios_app_to_core": median_ratios(by_round["app"]),
         "ratios_floor_to_core": median_ratios(by_round["floor"]),
         "ratios_by_round": by_round,
+        "app_cpu_to_floor_by_round": app_to_floor(results),
     }
 
 

@@ -21,6 +21,19 @@ def median_ratios(rounds: list[dict[str, float | None]]) -> dict[str, float | No
     return merged
 
 
+def app_to_floor(results: list[ModeResult]) -> list[float]:
+    """Per round with both, the app's CPU per transfer over the floor's: what the engine costs above the least
+    a Python app on the same socket stack spends. Both are Python on the same machine at the same moment, so
+    this moves less from run to run than a ratio to Asterisk's own transfer does."""
+    ratios = []
+    for number in sorted({r.round for r in results}):
+        cpu = {r.mode: r.summary()["app_cpu_ms_per_transfer"] for r in results if r.round == number}
+        app, floor = cpu.get("app"), cpu.get("floor")
+        if app is not None and floor:
+            ratios.append(round(app / floor, 2))
+    return ratios
+
+
 def fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
@@ -51,6 +64,13 @@ def table(results: list[ModeResult], payload: dict[str, object]) -> str:
                 f"{name + '/core':<9} {'':>6} {fmt(ratios['completed'], 2):>9}  {latency:>35}  "
                 f"{fmt(ratios['app_cpu_to_core_asterisk_cpu'], 2):>7}  {fmt(ratios['asterisk_cpu'], 2):>12}"
             )
+    by_round = payload.get("app_cpu_to_floor_by_round")
+    if isinstance(by_round, list) and by_round:
+        rounds = ", ".join(f"{value:.2f}" for value in by_round)
+        lines.append(
+            f"app/floor CPU per transfer: {statistics.median(by_round):.2f}x (the median of: {rounds}): what the "
+            "engine costs above the floor"
+        )
     if payload["ratios_app_to_core"] or payload["ratios_floor_to_core"]:
         lines.append("  (app CPU ratio: the app's CPU per transfer / Asterisk's per transfer in the core run)")
         if repeat > 1:
