@@ -97,10 +97,12 @@ class Bridge:
         await ari.create_bridge(self.id, self.name)
         self.set_state(BridgeState.LIVE, "created")
 
-    async def join(self, ari: AsteriskApi, leg: Member) -> None:
-        """Put ``leg`` in; CallGone if it (or the bridge) is gone, AriError if Asterisk refuses."""
-        if leg.id not in self.members:
-            await ari.add_to_bridge(self.id, leg.id)
+    async def join(self, ari: AsteriskApi, *legs: Member) -> None:
+        """Put ``legs`` in, in one request; CallGone if one of them (or the bridge) is gone, and then none is in,
+        AriError if Asterisk refuses."""
+        ids = [leg.id for leg in legs if leg.id not in self.members]
+        if ids:
+            await ari.add_to_bridge(self.id, *ids)
 
     async def release(self, ari: AsteriskApi, leg: Member) -> None:
         """Take ``leg`` out, if it is in; a leg that is gone or out already is out, which is all we want."""

@@ -80,8 +80,9 @@ class CallContext(Protocol):
     async def bridge(self) -> Bridge:
         """The call's mixing bridge, created on first use."""
 
-    async def join(self, leg: CallLeg) -> None:
-        """Put ``leg`` in the call's bridge: CallGone if it is gone, AriError if Asterisk refuses."""
+    async def join(self, *legs: CallLeg) -> None:
+        """Put ``legs`` in the call's bridge, in one request: CallGone if one is gone (then none is in), AriError
+        if Asterisk refuses."""
 
     def has_media(self) -> bool:
         """Whether a channel carries the caller's audio (not so for the far end of one of our numbers run

@@ -225,10 +225,11 @@ class CallSession(CallMedia, CallRequests):
                 await bridge.create(self.ari)
             return self.own_bridge
 
-    async def join(self, leg: CallLeg) -> None:
-        if leg.virtual:
-            return  # its audio is already in the bridge: the caller whose Dial rang it, or that call's callee
-        await (await self.bridge()).join(self.ari, leg)
+    async def join(self, *legs: CallLeg) -> None:
+        # A virtual leg's audio is already in the bridge: the caller whose Dial rang it, or that call's callee.
+        real = [leg for leg in legs if not leg.virtual]
+        if real:
+            await (await self.bridge()).join(self.ari, *real)
 
     def connecting(self, leg: CallLeg) -> bool:
         if self.connection is not None and self.connection.active:

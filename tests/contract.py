@@ -258,6 +258,27 @@ SCENARIOS = (
 
 SCENARIOS += (
     Scenario(
+        # The Dial bridges its caller and callee in one request: ARI's channel parameter takes a list. Every
+        # channel is looked up first; one missing refuses the request (400) and nobody enters.
+        "two channels into a bridge in one request, or none",
+        (Phone("carol", "answer"), Phone("bob", "answer")),
+        (
+            Request("POST", "/bridges/{b}", {"type": "mixing", "name": "rcml-contract"}, 200),
+            _originate("carol", "PJSIP/carol"),
+            _originate("bob", "PJSIP/bob"),
+            Events("carol", UP),
+            Events("bob", BOB_UP),
+            Request("POST", "/bridges/{b}/addChannel", {"channel": "{carol},no-such-channel"}, 400),
+            Request("POST", "/bridges/{b}/addChannel", {"channel": "{carol},{bob}"}),
+            Events("carol", (*UP, ("ChannelEnteredBridge", "carol"))),
+            Events("bob", (*BOB_UP, ("ChannelEnteredBridge", "bob"))),
+            Request("DELETE", "/channels/{carol}", {"reason": "normal"}),
+            Request("DELETE", "/channels/{bob}", {"reason": "normal"}),
+            Events("carol", (*UP, ("ChannelEnteredBridge", "carol"), *HUNG_UP_IN_BRIDGE)),
+            Request("DELETE", "/bridges/{b}"),
+        ),
+    ),
+    Scenario(
         # Asterisk's HTTP media cache cannot fetch the URL (nothing listens on port 9 in the private network):
         # the playback starts, then finishes "failed" (no PlaybackFailed event); a 404 ends the same way.
         "a media URL that cannot be fetched",

@@ -63,6 +63,13 @@ SIMPLE_CALLS: list[tuple[str, Call, str, str, dict[str, str]]] = [
         {"channel": "c1"},
     ),
     (
+        "add_to_bridge, two at once",
+        lambda a: a.add_to_bridge("b1", "c1", "c2"),
+        "POST",
+        "/ari/bridges/b1/addChannel",
+        {"channel": "c1,c2"},
+    ),
+    (
         "remove_from_bridge",
         lambda a: a.remove_from_bridge("b1", "c1"),
         "POST",

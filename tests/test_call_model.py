@@ -161,10 +161,10 @@ async def test_a_callee_that_cannot_be_bridged_is_hung_up_and_the_dial_fails(rig
     rig.fake.phone("PJSIP/bob", answer_after=0.01)
     real = rig.fake._add_to_bridge
 
-    async def refuse_bob(bridge_id: str, channel_id: str) -> None:
-        if rig.fake.name_of(channel_id).startswith("PJSIP/bob"):
+    async def refuse_bob(bridge_id: str, channels: str) -> None:
+        if any(rig.fake.name_of(channel_id).startswith("PJSIP/bob") for channel_id in channels.split(",")):
             raise _Refused(500, "Internal Server Error")
-        await real(bridge_id, channel_id)
+        await real(bridge_id, channels)
 
     monkeypatch.setattr(rig.fake, "_add_to_bridge", refuse_bob)
     await rig.call("alice", "1001")

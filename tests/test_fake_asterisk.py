@@ -271,6 +271,30 @@ async def test_refused_calls_and_missing_things(fake: FakeAsterisk):
     fake.assert_nothing_leaked()
 
 
+async def test_channels_added_in_one_request_all_enter_or_none_does(fake: FakeAsterisk):
+    # As Asterisk 22.10.1's addChannel (tests/contract.py holds the fake to it): every channel of the list is
+    # looked up first; one that is missing refuses the request, and nobody enters.
+    alice = await fake.call_in("alice")
+    await fake.api.answer(alice)
+    await fake.api.create_bridge("b", "b")
+    with pytest.raises(CallGone):
+        await fake.api.add_to_bridge("b", alice, "no-such-channel")
+    await fake.settle()
+    assert not any(event["type"] == "ChannelEnteredBridge" for event in fake.event_log)
+    fake.phone("PJSIP/bob", answer_after=0)
+    await fake.api.originate(endpoint="PJSIP/bob", channel_id="bob-1", app_args="dial")
+    await fake.settle()
+    await fake.api.add_to_bridge("b", alice, "bob-1")
+    await fake.settle()
+    entered = [event["channel"]["id"] for event in fake.event_log if event["type"] == "ChannelEnteredBridge"]
+    assert entered == [alice, "bob-1"]
+    for channel in (alice, "bob-1"):
+        await fake.api.hangup(channel)
+    await fake.api.destroy_bridge("b")
+    await fake.settle()
+    fake.assert_nothing_leaked()
+
+
 async def test_assert_nothing_leaked_names_what_is_left(fake: FakeAsterisk):
     alice = await fake.call_in("alice")
     await fake.api.create_bridge("b", "b")

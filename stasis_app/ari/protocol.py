@@ -94,8 +94,9 @@ class AsteriskApi(Protocol):
     async def destroy_bridge(self, bridge_id: str) -> None:
         """Destroy a bridge (its channels stay up)."""
 
-    async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
-        """Put a channel into a bridge."""
+    async def add_to_bridge(self, bridge_id: str, channel_id: str, *more: str) -> None:
+        """Put channels into a bridge, in one request: all of them, or none when one is missing (that one is
+        gone: :class:`CallGone`)."""
 
     async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
         """Take a channel out of a bridge."""

@@ -188,9 +188,11 @@ class AriRest:
         """Destroy a bridge (its channels stay up)."""
         await self.request("DELETE", f"/bridges/{_id(bridge_id)}")
 
-    async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
-        """Put a channel into a bridge."""
-        await self.request("POST", f"/bridges/{_id(bridge_id)}/addChannel", {"channel": channel_id})
+    async def add_to_bridge(self, bridge_id: str, channel_id: str, *more: str) -> None:
+        """Put channels into a bridge, in one request (ARI's ``channel`` takes a comma-separated list): all of
+        them, or none when one is missing."""
+        channels = ",".join((channel_id, *more)) if more else channel_id
+        await self.request("POST", f"/bridges/{_id(bridge_id)}/addChannel", {"channel": channels})
 
     async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
         """Take a channel out of a bridge."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from models.rcml import Dial, Sip
 from stasis_app.context import CallContext, Needs
-from stasis_app.errors import CallGone, MarkupError, WebhookError
+from stasis_app.errors import AriError, CallGone, MarkupError, WebhookError
 from stasis_app.legs import CallLeg, LegRole, Party
 from stasis_app.outcomes import DialWatcher, HangupCall, Next, Outcome, Replace
 from stasis_app.routing import UnsafeTarget, dial_string, noun_label, our_number, sip_headers
@@ -215,12 +215,17 @@ class _DialAttempt:
             self._decided(declined, None)
             return DialResult(declined, winner.call_sid, ring_duration=ring_duration)
         bridge = await call.bridge()
-        joined = await asyncio.gather(self._join_caller(), call.join(winner), return_exceptions=True)
-        failures = [exc for exc in joined if isinstance(exc, BaseException) and not isinstance(exc, CallGone)]
-        if failures:
-            # Not a party hanging up (that is CallGone, seen below as gone): Asterisk refused. The call cannot
-            # be connected, and nobody may be left up and unbridged.
-            log.warning("number %s: Dial could not connect %s: %s", call.number.number, winner.name, failures[0])
+        try:
+            await call.answer()
+            # Both in one request. Asterisk adds all or none: when one party is gone (CallGone) neither is in, and
+            # the Dial ends below as soon as that party's end is read, whichever it is.
+            await call.join(caller, winner)
+        except CallGone:
+            pass
+        except AriError as exc:
+            # Not a party hanging up: Asterisk refused. The call cannot be connected, and nobody may be left up
+            # and unbridged.
+            log.warning("number %s: Dial could not connect %s: %s", call.number.number, winner.name, exc)
             await call.hang_up(winner)
             self._decided("failed", None)
             return DialResult("failed", winner.call_sid, ring_duration=ring_duration)
@@ -259,10 +264,6 @@ class _DialAttempt:
             await call.hang_up(winner)
         duration = round(time.monotonic() - (winner.answered_at or time.monotonic()))
         return DialResult("completed", winner.call_sid, duration, ring_duration)
-
-    async def _join_caller(self) -> None:
-        await self.call.answer()
-        await self.call.join(self.call.caller)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -516,9 +516,14 @@ class FakeAsterisk:
         self._switch.destroy_bridge(self._bridge(bridge_id))
         await asyncio.sleep(0)
 
-    async def _add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
+    async def _add_to_bridge(self, bridge_id: str, channels: str) -> None:
         br = self._bridge(bridge_id)
-        self._switch.enter(br, self._member(channel_id))
+        # A comma-separated list: every channel is looked up first, and one missing refuses them all.
+        members = [self._member(channel_id) for channel_id in channels.split(",") if channel_id]
+        if not members:
+            raise _Refused(400, "Missing parameter channel")
+        for member in members:
+            self._switch.enter(br, member)
         await asyncio.sleep(0)
 
     async def _remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
