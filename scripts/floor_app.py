@@ -1,7 +1,7 @@
 """The least any Python ARI app can spend on the seed transfer: ``scripts/bench-load --mode floor`` runs it.
 
 Not a product: a yardstick. It asks Asterisk for exactly what stasis-rcml asks on the seed flow (the same event
-filter, the same 16 REST requests over the events websocket, in the same order, on the same aiohttp + uvloop
+filter, the same 15 REST requests over the events websocket, in the same order, on the same aiohttp + uvloop
 stack) and does nothing else: no RCML, no call model, no pydantic, no logging, no admission, no error handling,
 each request sent without waiting for its answer (Asterisk runs a websocket's requests in order). The app's CPU
 per transfer minus this one's is what the engine costs; Asterisk's CPU with this one is what the requests and
@@ -86,8 +86,7 @@ class Floor:
         bridge = f"bridges/{call['bridge']}"
         if channel_id == call["bob"]:
             self.send("POST", f"channels/{call['alice']}/answer")
-            self.send("POST", f"{bridge}/addChannel", {"channel": channel_id})
-            self.send("POST", f"{bridge}/addChannel", {"channel": call["alice"]})
+            self.send("POST", f"{bridge}/addChannel", {"channel": f"{call['alice']},{channel_id}"})
         elif channel_id == call.get("carol"):
             self.send("POST", f"{bridge}/addChannel", {"channel": channel_id})
             self.send("DELETE", f"channels/{call['alice']}/ring")
