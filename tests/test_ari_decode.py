@@ -10,14 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from models.ari import (
-    _EVENT_ADAPTER,
+    EVENT_ADAPTER,
     ChannelTransfer,
     StasisStart,
     UnknownEvent,
-    event_type,
-    ignored_event,
-    parse_event,
 )
+from models.ari_messages import event_type, ignored_event, parse_event
 from stasis_app.ari import events
 
 SEED = Path(__file__).parent / "captures" / "seed.jsonl"
@@ -37,7 +35,7 @@ def test_the_type_is_read_from_the_head_or_not_at_all():
 
 @pytest.mark.parametrize("message", MESSAGES, ids=[json.loads(m)["type"] for m in MESSAGES])
 def test_every_captured_event_parses_as_the_union_parses_it(message):
-    assert parse_event(message) == _EVENT_ADAPTER.validate_json(message)
+    assert parse_event(message) == EVENT_ADAPTER.validate_json(message)
     pretty = json.dumps(json.loads(message), indent=2)
     assert parse_event(pretty) == parse_event(message)
 

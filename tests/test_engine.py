@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.ari import parse_event
+from models.ari_messages import parse_event
 from tests.rig import Rig
 
 DIAL_BOB = "<Response><Dial><Client>bob</Client></Dial></Response>"

@@ -36,7 +36,7 @@ import aiohttp
 import pydantic
 from aiohttp import ClientWebSocketResponse, WSMessage, WSMsgType
 
-from models.ari import event_type, ignored_event, parse_event
+from models.ari_messages import event_type, ignored_event, parse_event
 from stasis_app.ari.protocol import EventHandler
 from stasis_app.errors import AriError
 

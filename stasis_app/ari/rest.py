@@ -21,13 +21,13 @@ from pydantic import TypeAdapter
 
 from models.ari import (
     HANDLED_EVENT_TYPES,
-    UNUSED_EVENT_TYPES,
     Bridge,
     Channel,
     LiveRecording,
     StoredRecording,
     TransferState,
 )
+from models.ari_messages import UNUSED_EVENT_TYPES
 from stasis_app.ari.protocol import AsteriskApi, HangupReason, Transport, TransportError
 from stasis_app.errors import AriError, CallGone
 

@@ -83,7 +83,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from models.ari import AriEvent, Bridge, Channel, TransferState, parse_event
+from models.ari import AriEvent, Bridge, Channel, TransferState
+from models.ari_messages import parse_event
 from stasis_app.ari.protocol import EventHandler, Transport, TransportError
 from stasis_app.ari.rest import AriRest
 from tests.fake.events import bridge_json, channel_json, playback_json
