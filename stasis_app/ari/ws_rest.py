@@ -143,8 +143,8 @@ class WebSocketTransport:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, bytes]] = loop.create_future()
         self._pending[request_id] = future
-        # One timer per request, not asyncio.timeout's context manager (a sixth of what a request cost the app
-        # here). It fails the answer's future; a send still under way then (the socket's buffer full: Asterisk
+        # One timer per request, not asyncio.timeout's context manager (about 3 % of the app's CPU at 20 calls/s,
+        # profiled). It fails the answer's future; a send still under way then (the socket's buffer full: Asterisk
         # stopped reading it) is cancelled by it instead.
         bound = _Bound(future, asyncio.current_task(), timeout)
         timer = loop.call_later(timeout, bound.expire)
