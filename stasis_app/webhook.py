@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 _HTTP = ("http://", "https://")
 _PARSED_PER_APP = 64  # documents kept per app file that takes $core_ parameters, one per set of their values
-_APP_PATHS_KEPT = 1024  # app: URLs whose file path is kept
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 # Twilio's error codes, sent as ErrorCode to a Voice Fallback URL: the document could not be fetched,
@@ -111,11 +110,9 @@ class Webhooks:
             headers={"User-Agent": f"stasis-rcml/{__version__}"},
             event_hooks={"response": [refuse_bad_redirects]},
         )
-        # path -> ((mtime_ns, size), text): an unchanged app costs one stat() per request.
-        self._app_cache: dict[Path, tuple[tuple[int, int], str]] = {}
-        # url -> its file: the name checked and the path built once, not on every request (bounded: names
-        # come from documents too).
-        self._app_paths: dict[str, Path] = {}
+        # url -> (its file, (mtime_ns, size), text): an unchanged app costs one stat() per request. Only URLs
+        # that named an existing file are kept, so documents naming other ones cannot grow it.
+        self._app_cache: dict[str, tuple[Path, tuple[int, int], str]] = {}
         # url -> (text, the $core_ names it uses, documents by those names' values): the same text with the same
         # values always parses the same (frozen), and a transfer's refer app then costs no parse on its way to the
         # target's INVITE (its ReferTarget is one of a few extensions; Transferor/Transferee change every call).
@@ -267,23 +264,19 @@ class Webhooks:
         return document
 
     def _read_app(self, url: str) -> str:
-        path = self._app_paths.get(url)
-        if path is None:
-            path = app_file(self._settings.apps_path, url)
-            if len(self._app_paths) >= _APP_PATHS_KEPT:
-                self._app_paths.clear()
-            self._app_paths[url] = path
+        cached = self._app_cache.get(url)
+        # The name is checked and the path built once per URL that named a file that was there.
+        path = cached[0] if cached is not None else app_file(self._settings.apps_path, url)
         try:
             stat = os.stat(path)
             key: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
         except OSError:
             key = None  # read_app_file() says what is wrong
-        cached = self._app_cache.get(path)
-        if key is not None and cached is not None and cached[0] == key:
-            return cached[1]
+        if key is not None and cached is not None and cached[1] == key:
+            return cached[2]
         text = read_app_file(path, url, self._settings.webhooks.max_response_bytes)
         if key is not None:
-            self._app_cache[path] = (key, text)
+            self._app_cache[url] = (path, key, text)
         return text
 
 
