@@ -84,6 +84,10 @@ class CallContext(Protocol):
         """Put ``legs`` in the call's bridge, in one request: CallGone if one is gone (then none is in), AriError
         if Asterisk refuses."""
 
+    async def answer_and_join(self, *legs: CallLeg) -> None:
+        """:meth:`answer`, then :meth:`join`: one round trip for both where Asterisk keeps the order of requests;
+        the answer's error first if both fail."""
+
     def has_media(self) -> bool:
         """Whether a channel carries the caller's audio (not so for the far end of one of our numbers run
         in-process, once its caller transferred away)."""

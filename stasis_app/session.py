@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from models.ari import Channel
 from models.config import NumberConfig, Settings
 from models.rcml import Dial, Document, HttpMethod, Verb
-from stasis_app.ari.protocol import AsteriskApi, HangupReason
+from stasis_app.ari.protocol import AsteriskApi, HangupReason, in_turn
 from stasis_app.bridges import PREFIX, Bridge
 from stasis_app.call_media import CallMedia
 from stasis_app.call_requests import API_VERSION, CallRequests, DocumentBudgetSpent, Requester
@@ -230,6 +230,13 @@ class CallSession(CallMedia, CallRequests):
         real = [leg for leg in legs if not leg.virtual]
         if real:
             await (await self.bridge()).join(self.ari, *real)
+
+    async def answer_and_join(self, *legs: CallLeg) -> None:
+        if self.leg.virtual:
+            await self.answer()  # waits until the Dial that rang this number has connected its caller
+            await self.join(*legs)
+        else:
+            await in_turn(self.ari, self.answer, lambda: self.join(*legs))
 
     def connecting(self, leg: CallLeg) -> bool:
         if self.connection is not None and self.connection.active:

@@ -153,6 +153,8 @@ class Rig:
 class _Dead:
     """The transport of a killed process: nothing it asks reaches Asterisk."""
 
+    ordered = False
+
     async def request(
         self, method: str, path: str, query: Mapping[str, str] | None = None, body: bytes | None = None
     ) -> tuple[int, bytes]:

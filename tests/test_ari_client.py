@@ -364,6 +364,8 @@ async def test_a_recordings_audio_goes_over_http_even_when_rest_goes_over_the_we
 class _Answering:
     """A transport whose every answer takes ``delay`` seconds."""
 
+    ordered = False
+
     def __init__(self) -> None:
         self.delay = 0.0
 

@@ -56,6 +56,31 @@ async def test_answered_dial_then_alice_hangs_up(rig):
     rig.fake.assert_nothing_leaked()
 
 
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_the_answer_and_the_bridge_go_out_together_where_asterisk_keeps_the_order(rig, ordered):
+    # Over the websocket the Dial does not wait for the caller's answer to be answered before it bridges: the
+    # answer's reply is held here until the addChannel was sent. Over HTTP (not ordered) it waits, as it must.
+    rig.web.xml("/1001.xml", DIAL_BOB)
+    rig.fake.phone("PJSIP/bob", answer_after=0.01)
+    rig.fake.ordered = ordered
+    request, sent = rig.fake.request, []
+
+    async def held(method, path, query=None, body=None):
+        sent.append(path.rsplit("/", 1)[-1])
+        answer = await request(method, path, query, body)
+        if path.endswith("/answer") and ordered:
+            await rig.until(lambda: "addChannel" in sent)
+        return answer
+
+    rig.fake.request = held
+    alice = await rig.call("alice", "1001")
+    await rig.until(lambda: rig.fake.bridged_with(alice))
+    assert sent.index("answer") + 1 == sent.index("addChannel")
+    await rig.fake.phone_hangup(alice)
+    await rig.idle()
+    rig.fake.assert_nothing_leaked()
+
+
 async def test_busy_goes_to_the_action_with_dial_call_status(rig):
     rig.web.xml("/1001.xml", '<Response><Dial action="/after-dial"><Client>bob</Client></Dial><Hangup/></Response>')
     rig.web.xml("/after-dial", "<Response><Play>sound:busy</Play></Response>")

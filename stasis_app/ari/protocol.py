@@ -10,12 +10,13 @@ this package imports httpx or aiohttp's websocket client.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal, Protocol
 
 from models.ari import AriEvent, Bridge, Channel, LiveRecording, StoredRecording, TransferState
 
-__all__ = ["AsteriskApi", "EventHandler", "HangupReason", "Transport", "TransportError"]
+__all__ = ["AsteriskApi", "EventHandler", "HangupReason", "Transport", "TransportError", "in_turn"]
 
 HangupReason = Literal[
     "normal",
@@ -53,6 +54,12 @@ class Transport(Protocol):
 
     async def aclose(self) -> None:
         """Release connections; later requests raise :class:`TransportError`."""
+
+    @property
+    def ordered(self) -> bool:
+        """True while Asterisk carries requests out in the order they were sent, each before it reads the next
+        (REST over the events websocket): a request may then go out before the one before it is answered, and
+        Asterisk still sees them in turn. False over HTTP, where each request has a connection of its own."""
 
 
 class AsteriskApi(Protocol):
@@ -161,6 +168,10 @@ class AsteriskApi(Protocol):
     async def play_bridge(self, bridge_id: str, media: str, playback_id: str) -> None:
         """Start playing media to every channel of a bridge; ends with ``PlaybackFinished``."""
 
+    def in_order(self) -> bool:
+        """Whether requests sent one after another are carried out in that order without waiting for each
+        answer (:attr:`Transport.ordered`): see :func:`in_turn`."""
+
     def answer_ms(self) -> float:
         """How long Asterisk has lately taken to answer a request, in milliseconds (the median of the last 64;
         0 when nothing was answered for a while): how far behind the app Asterisk is."""
@@ -178,3 +189,26 @@ class EventHandler(Protocol):
 
     async def on_connected(self, reconnect: bool) -> None:
         """The event stream is (re)connected; after a reconnect, events may have been missed."""
+
+
+async def in_turn(ari: AsteriskApi, *steps: Callable[[], Awaitable[object]]) -> None:
+    """Run ``steps`` (each one request, or none) so that Asterisk carries them out in this order, and raise the
+    first one's error, if any, once every step has ended; every step runs, whatever the ones before it did.
+
+    Where Asterisk keeps the order itself (:meth:`AsteriskApi.in_order`), each step starts before the one before
+    it is answered and the answers are awaited together: one round trip for them all instead of one each, which
+    under load is what a caller waits for. A step must then send its request before anything else it awaits.
+    Elsewhere (HTTP), each step waits for the one before it.
+    """
+    if ari.in_order():
+        results: list[object] = await asyncio.gather(*(step() for step in steps), return_exceptions=True)
+    else:
+        results = []
+        for step in steps:
+            try:
+                results.append(await step())
+            except Exception as exc:
+                results.append(exc)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -131,6 +131,10 @@ class AriRest:
         self._answers.append((now - started) * 1000)
         self._answered_at = now
 
+    def in_order(self) -> bool:
+        """Whether Asterisk carries requests out in the order sent, without waiting for each answer."""
+        return self.transport.ordered
+
     def answer_ms(self) -> float:
         """How long Asterisk has lately taken to answer: the median of the last 64 answers, in ms (0 once no
         answer came for a while)."""

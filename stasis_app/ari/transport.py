@@ -49,6 +49,8 @@ class AsteriskTransport:
     up to ``max_idle`` of them kept for ``keepalive_expiry`` s. ``headers`` (``Authorization``...) go with every
     request. ``timeout`` bounds a whole request: waiting for a free connection, connecting, the answer."""
 
+    ordered = False  # each request on a connection of its own: Asterisk may carry them out in any order
+
     def __init__(
         self,
         host: str,
@@ -208,6 +210,8 @@ class HttpxTransport:
     """ARI over one shared ``httpx.AsyncClient``: for TLS, or an injected httpx transport in tests.
 
     No proxy or ``.netrc`` from the environment (``trust_env=False``): Asterisk is always reached directly."""
+
+    ordered = False  # concurrent connections
 
     def __init__(
         self,

@@ -216,10 +216,9 @@ class _DialAttempt:
             return DialResult(declined, winner.call_sid, ring_duration=ring_duration)
         bridge = await call.bridge()
         try:
-            await call.answer()
-            # Both in one request. Asterisk adds all or none: when one party is gone (CallGone) neither is in, and
-            # the Dial ends below as soon as that party's end is read, whichever it is.
-            await call.join(caller, winner)
+            # Both parties in one request. Asterisk adds all or none: when one party is gone (CallGone) neither is
+            # in, and the Dial ends below as soon as that party's end is read, whichever it is.
+            await call.answer_and_join(caller, winner)
         except CallGone:
             pass
         except AriError as exc:

@@ -120,6 +120,9 @@ class FakeAsterisk:
 
     media_duration = 0.01  # seconds a sound:/digits:/... playback lasts
     timeout_scale = 1.0  # multiplies the originate timeout, so a test can make "30 s" pass quickly
+    # As Asterisk over the events websocket: requests take effect in the order they are made (each request's
+    # effect happens before it first awaits). False makes the engine wait for each answer, as over HTTP.
+    ordered = True
 
     def __init__(self, app: str = "rcml") -> None:
         self.app = app
@@ -445,9 +448,10 @@ class FakeAsterisk:
 
     async def _answer(self, channel_id: str) -> None:
         ch = self._channel(channel_id, stasis=True)
-        if ch.local_half == 2:
+        if ch.local_half == 2 and not self.ordered:
             # The answer crosses the Local pair's frame queue before either half reports Up: a REST call made
-            # at the same time (adding the callee to the bridge) is seen first (seed capture).
+            # at the same time on another HTTP connection (adding the callee to the bridge) is seen first. Over
+            # the websocket the next request waits for this one: Up comes first (seed capture).
             await asyncio.sleep(0)
             if ch.id not in self._switch.channels:
                 raise _Refused(404, "Channel not found")
