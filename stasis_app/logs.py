@@ -44,10 +44,12 @@ def install(level: int | str) -> None:
     root = logging.getLogger()
     if root.handlers:
         return
-    # FORMAT shows none of these: skip looking them up for every record.
+    # FORMAT shows none of these: skip looking them up for every record. _srcfile = None is the logging HOWTO's
+    # own switch for the caller's file and line: without it every record walks the stack to find them.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    logging._srcfile = None
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(CallSidFilter())
