@@ -7,7 +7,7 @@ verb's :class:`Needs` once before running it, so no verb answers the call by its
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Protocol, TypeVar
 
@@ -84,9 +84,9 @@ class CallContext(Protocol):
         """Put ``legs`` in the call's bridge, in one request: CallGone if one is gone (then none is in), AriError
         if Asterisk refuses."""
 
-    async def answer_and_join(self, *legs: CallLeg) -> None:
-        """:meth:`answer`, then :meth:`join`: one round trip for both where Asterisk keeps the order of requests;
-        the answer's error first if both fail."""
+    async def answer_and_join(self, *legs: CallLeg, first: Callable[[], Awaitable[None]] | None = None) -> None:
+        """``first`` (one request at most, sent before it awaits anything), :meth:`answer`, then :meth:`join`: one
+        round trip for them all where Asterisk keeps the order of requests; the earliest error if any fails."""
 
     def has_media(self) -> bool:
         """Whether a channel carries the caller's audio (not so for the far end of one of our numbers run

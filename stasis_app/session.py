@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any, Protocol
 
@@ -231,12 +231,15 @@ class CallSession(CallMedia, CallRequests):
         if real:
             await (await self.bridge()).join(self.ari, *real)
 
-    async def answer_and_join(self, *legs: CallLeg) -> None:
+    async def answer_and_join(self, *legs: CallLeg, first: Callable[[], Awaitable[None]] | None = None) -> None:
+        steps = [first] if first is not None else []
         if self.leg.virtual:
+            for step in steps:
+                await step()
             await self.answer()  # waits until the Dial that rang this number has connected its caller
             await self.join(*legs)
         else:
-            await in_turn(self.ari, self.answer, lambda: self.join(*legs))
+            await in_turn(self.ari, *steps, self.answer, lambda: self.join(*legs))
 
     def connecting(self, leg: CallLeg) -> bool:
         if self.connection is not None and self.connection.active:

@@ -116,6 +116,31 @@ async def test_seed_flow_bob_transfers_alice_to_1002_and_carol_answers(rig):
     rig.assert_each_hangup_asked_once()
 
 
+async def test_when_the_target_answers_the_ringback_stops_and_it_is_bridged_in_one_round_trip(rig):
+    # Over the websocket (the fake keeps the order as it does): the reply to Alice's ring stop is held here until
+    # the addChannel has been sent, which the Dial only does without waiting for that reply. (A refer app that
+    # dials one of our numbers in-process stops the ringing in its own Dial, and bridges in the number's.)
+    rig.web.xml("/refer.xml", DIAL_CAROL)
+    rig.fake.phone("PJSIP/carol", answer_after=0.03)
+    alice, bob = await connected(rig)
+    request, sent = rig.fake.request, []
+
+    async def held(method, path, query=None, body=None):
+        sent.append((method, path))
+        answer = await request(method, path, query, body)
+        if (method, path) == ("DELETE", f"/channels/{alice}/ring"):
+            await rig.until(lambda: sent[-1][1].endswith("/addChannel"))
+        return answer
+
+    rig.fake.request = held
+    assert await rig.fake.refer(bob, "1002") == 202
+    await rig.until(lambda: bob not in rig.fake.channels)
+    stop = sent.index(("DELETE", f"/channels/{alice}/ring"))
+    assert sent[stop + 1][1].endswith("/addChannel")
+    assert rig.fake.bridged_with(alice) == {rig.channel_named("PJSIP/carol")}
+    await hang_up_everyone(rig)
+
+
 @pytest.mark.parametrize("our_numbers", ["in-process", "local-channel"])
 async def test_seed_flow_with_a_local_refer_app(tmp_path, our_numbers):
     numbers = (

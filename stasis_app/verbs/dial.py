@@ -100,16 +100,19 @@ class _DialAttempt:
     async def run(self) -> DialResult:
         try:
             winner = await self._ring()
-        finally:
+        except BaseException:
             await self.extras.stop_ringing()
+            raise
         try:
             if winner is None:
+                await self.extras.stop_ringing()
                 status = self._failed_status()
                 self._decided(status, None)
                 result = DialResult(status, ring_duration=self._elapsed())
             else:
                 result = await self._connect(winner)
         finally:
+            await self.extras.stop_ringing()  # stopped on the way to the bridge already, unless that failed
             await self.extras.close()
         recording = await self.extras.recorded()
         return dataclasses.replace(result, recording=recording) if recording else result
@@ -208,6 +211,8 @@ class _DialAttempt:
     async def _connect(self, winner: CallLeg) -> DialResult:
         call, caller = self.call, self.call.caller
         ring_duration = self._elapsed()
+        if self.extras.holds(winner):
+            await self.extras.stop_ringing()  # before what runs on the callee, or the ringback playback
         declined = await self.extras.answered(winner)
         if declined is not None:  # its whisper hung up or failed: as if it had not answered
             declined = "canceled" if caller.is_gone else declined
@@ -218,7 +223,8 @@ class _DialAttempt:
         try:
             # Both parties in one request. Asterisk adds all or none: when one party is gone (CallGone) neither is
             # in, and the Dial ends below as soon as that party's end is read, whichever it is.
-            await call.answer_and_join(caller, winner)
+            # The ringing stops in the same round trip, just before.
+            await call.answer_and_join(caller, winner, first=self.extras.stop_ringing)
         except CallGone:
             pass
         except AriError as exc:
