@@ -168,8 +168,8 @@ class LimitSettings(_Config):
     # is behind Asterisk (its events queue up there), so new calls are refused until it catches up; 0: off.
     max_event_age_ms: float = Field(default=1000.0, ge=0, le=600_000)
     # How long Asterisk may take to answer the app's REST requests (the median of the last 64): slower means Asterisk
-    # itself is saturated (a transfer makes about eight requests one after another, so at 150 ms a caller waits
-    # over a second for the target's INVITE), and new calls are refused until it catches up; 0: off.
+    # itself is saturated (a transfer waits for several answers one after another: at 150 ms each it takes about a
+    # second), and new calls are refused until it catches up; 0: off.
     max_answer_ms: float = Field(default=150.0, ge=0, le=600_000)
 
 
