@@ -91,13 +91,14 @@ class DialExtras:
             await asyncio.sleep(started + _SHORTEST_LOOP_S - loop.time())
 
     def holds(self, winner: CallLeg) -> bool:
-        """Whether the ringing must stop on its own before the bridge: a ringback playback (Asterisk would bridge
-        the caller only once it ends), or a sendDigits or whisper to run on ``winner`` first."""
+        """Whether the ringing must stop on its own before the bridge: a ringback playback (its stop is sent by
+        its own task once cancelled, later than :func:`~stasis_app.ari.protocol.in_turn` needs), or a sendDigits
+        or whisper to run on ``winner`` first."""
         return bool(self._tasks) or (not winner.virtual and (winner.id in self._digits or winner.id in self._whispers))
 
     async def stop_ringing(self) -> None:
-        """Stop the ringback; again, nothing. Its request goes out before anything else is awaited, unless a
-        ringback playback is to stop (:meth:`holds`)."""
+        """Stop the ringback (a second call does nothing). Without a ringback playback to stop (:meth:`holds`),
+        its one request goes out before it awaits anything."""
         for task in self._tasks:
             task.cancel()  # a ringback playback is stopped by its own cancellation (media.play_to)
         await asyncio.gather(*self._tasks, return_exceptions=True)
