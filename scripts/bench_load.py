@@ -16,8 +16,9 @@ Alice's phone sends a From display name of its own per call (alice-N); Asterisk 
 after the transfer, to Carol's, which pairs the three legs of each call. Per call, from sipp -trace_msg:
 completed = Alice was answered and hung up herself (200 to her BYE), Bob's terminating NOTIFY said 200, Carol
 answered and Asterisk hung her up; latency = Carol's INVITE - Bob's REFER (one clock). CPU per transfer = the
-utime+stime (/proc/PID/stat) the app and Asterisk spent over the round / the REFERs Bob sent. Left = ARI's
-channels and bridges once the phones are done (given --settle seconds to drain). Asterisk is quiet meanwhile
+utime+stime (/proc/PID/stat) the app and Asterisk spent over the round / the REFERs Bob sent; each round
+also says how idle the whole machine was and how much of it the hypervisor gave other guests (/proc/stat).
+Left = ARI's channels and bridges once the phones are done (given --settle seconds to drain). Asterisk is quiet meanwhile
 (pjsip logger off, verbose and debug 0); the RTP port range comes from asterisk/rtp.conf.
 
 Exit status 1 only when the harness could not measure (Asterisk, the app or sipp would not start, a phone
@@ -49,6 +50,7 @@ from sandbox_calls import (
     asterisk_pid,
     caller_id_from_phone,
     cpu_seconds,
+    machine_cpu,
     quiet_asterisk,
     sandbox,
     sandbox_root,
@@ -170,12 +172,17 @@ def _run_mode(result: ModeResult, out: Path, args: argparse.Namespace) -> None:
         app_cpu0 = cpu_seconds(app.pid) if app else 0.0
         ast_cpu0 = cpu_seconds(ast_pid)
         tcp0 = tcp_counters()
+        machine0 = machine_cpu()
         tasks0 = _taskprocessors()
         t0 = time.monotonic()
         phones = _round(out / "run", result.calls, args.rate, result.limit, args.talk_ms, settle=args.settle)
         time.sleep(0.5)  # the last hangups are part of the last call's cost
         result.wall_s = round(time.monotonic() - t0, 3)
         result.tcp = {name: value - tcp0.get(name, 0) for name, value in tcp_counters().items()}
+        total, idle, steal = (now - before for now, before in zip(machine_cpu(), machine0, strict=True))
+        if total > 0:
+            result.machine_idle_pct = round(100 * idle / total, 1)
+            result.machine_steal_pct = round(100 * steal / total, 1)
         result.asterisk_cpu_s = _cpu_or_none(ast_pid)
         if result.asterisk_cpu_s is not None:
             result.asterisk_cpu_s -= ast_cpu0

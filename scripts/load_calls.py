@@ -85,6 +85,10 @@ class ModeResult:
     unpaired: int = 0  # Bob's or Carol's dialogs without a name Alice sent
     app_cpu_s: float | None = None
     asterisk_cpu_s: float | None = None
+    # The whole machine over the round (/proc/stat): how much of its CPU was idle, and how much the hypervisor
+    # gave to other guests (steal). A shared machine's neighbours move every figure above.
+    machine_idle_pct: float | None = None
+    machine_steal_pct: float | None = None
     wall_s: float = 0.0
     left_channels: int | None = None
     left_bridges: int | None = None
@@ -144,6 +148,11 @@ class ModeResult:
             f"placed {self.placed} of {self.calls} in {self.placing_s:.1f} s ({_num(offered)} calls/s), "
             f"{self.refers} REFERs, {self.completed} completed; sipp exit {self.sipp_exit}"
         )
+        if self.machine_idle_pct is not None and self.machine_steal_pct is not None:
+            lines.append(
+                f"the machine over the round: {self.machine_idle_pct:.0f} % of its CPU idle, "
+                f"{self.machine_steal_pct:.1f} % taken by other guests (steal)"
+            )
         if self.refused:
             accepted = self.placed - self.refused
             share = f"{100 * self.completed / accepted:.1f} %" if accepted else "-"

@@ -75,6 +75,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> tuple[int, int, int]:
+    """The machine's CPU time so far, in clock ticks, from /proc/stat: (all, idle with iowait, steal)."""
+    # cpu  user nice system idle iowait irq softirq steal ... (guest time is counted in user already)
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(fields), fields[3] + fields[4], fields[7]
+
+
 CORE_DIALPLAN = """
 ; scripts/bench-refer and bench-load, core mode: Asterisk's own blind transfer runs the target in the
 ; transferer's context
