@@ -35,12 +35,17 @@ class _Held:
         pass
 
 
-async def test_over_an_ordered_transport_every_request_goes_out_before_any_answer_and_in_order():
-    held = _Held(ordered=True)
+def _answer_and_bridge(held: _Held) -> asyncio.Task[None]:
+    """Alice's answer, then Alice and Bob into bridge b1, in turn, over ``held``."""
     ari = AriRest(held, "rcml")
-    task = asyncio.create_task(
+    return asyncio.create_task(
         in_turn(ari, lambda: ari.answer("alice"), lambda: ari.add_to_bridge("b1", "alice", "bob"))
     )
+
+
+async def test_over_an_ordered_transport_every_request_goes_out_before_any_answer_and_in_order():
+    held = _Held(ordered=True)
+    task = _answer_and_bridge(held)
     await until(lambda: len(held.sent) == 2)
     assert held.sent == ["/channels/alice/answer", "/bridges/b1/addChannel"]  # the answer not in yet
     held.answer("/bridges/b1/addChannel")
@@ -50,10 +55,7 @@ async def test_over_an_ordered_transport_every_request_goes_out_before_any_answe
 
 async def test_over_http_each_request_waits_for_the_answer_to_the_one_before():
     held = _Held(ordered=False)
-    ari = AriRest(held, "rcml")
-    task = asyncio.create_task(
-        in_turn(ari, lambda: ari.answer("alice"), lambda: ari.add_to_bridge("b1", "alice", "bob"))
-    )
+    task = _answer_and_bridge(held)
     await until(lambda: len(held.sent) == 1)
     await asyncio.sleep(0.01)
     assert held.sent == ["/channels/alice/answer"]
@@ -66,10 +68,7 @@ async def test_over_http_each_request_waits_for_the_answer_to_the_one_before():
 @pytest.mark.parametrize("ordered", [True, False])
 async def test_every_step_runs_and_the_first_steps_error_is_raised(ordered: bool):
     held = _Held(ordered=ordered)
-    ari = AriRest(held, "rcml")
-    task = asyncio.create_task(
-        in_turn(ari, lambda: ari.answer("alice"), lambda: ari.add_to_bridge("b1", "alice", "bob"))
-    )
+    task = _answer_and_bridge(held)
     await until(lambda: "/channels/alice/answer" in held.answers)
     held.answer("/channels/alice/answer", 404, b'{"message":"Channel not found"}')
     await until(lambda: "/bridges/b1/addChannel" in held.answers)
