@@ -18,8 +18,8 @@ completed = Alice was answered and hung up herself (200 to her BYE), Bob's termi
 answered and Asterisk hung her up; latency = Carol's INVITE - Bob's REFER (one clock). CPU per transfer = the
 utime+stime (/proc/PID/stat) the app and Asterisk spent over the round / the REFERs Bob sent; each round
 also says how idle the whole machine was and how much of it the hypervisor gave other guests (/proc/stat).
-Left = ARI's channels and bridges once the phones are done (given --settle seconds to drain). Asterisk is quiet meanwhile
-(pjsip logger off, verbose and debug 0); the RTP port range comes from asterisk/rtp.conf.
+Left = ARI's channels and bridges once the phones are done (given --settle seconds to drain). Asterisk is quiet
+meanwhile (pjsip logger off, verbose and debug 0); the RTP port range comes from asterisk/rtp.conf.
 
 Exit status 1 only when the harness could not measure (Asterisk, the app or sipp would not start, a phone
 overran the round's time budget); calls that fail, a slow app or leftovers are results.
