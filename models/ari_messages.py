@@ -42,7 +42,6 @@ def ignored_event(kind: str | None, message: str | bytes) -> bool:
 # plain fields of the event's own: {"cause":32,"soft":true,"type":"ChannelHangupRequest",...
 _HEAD = '{"type":"'
 _KEY = ',"type":"'
-_HEAD_END = len(_HEAD) + 32  # the longest type name is well under 32 characters
 _KEY_WITHIN = 64
 
 

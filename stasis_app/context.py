@@ -80,13 +80,10 @@ class CallContext(Protocol):
     async def bridge(self) -> Bridge:
         """The call's mixing bridge, created on first use."""
 
-    async def join(self, *legs: CallLeg) -> None:
-        """Put ``legs`` in the call's bridge, in one request: CallGone if one is gone (then none is in), AriError
-        if Asterisk refuses."""
-
     async def answer_and_join(self, *legs: CallLeg, first: Callable[[], Awaitable[None]] | None = None) -> None:
-        """``first`` (one request at most, sent before it awaits anything), :meth:`answer`, then :meth:`join`: one
-        round trip for them all where Asterisk keeps the order of requests; the earliest error if any fails."""
+        """``first`` (one request at most, sent before it awaits anything), :meth:`answer`, then ``legs`` into the
+        call's bridge in one request (CallGone if one is gone: then none is in): one round trip for them all where
+        Asterisk keeps the order of requests; the earliest error if any fails (AriError: Asterisk refused)."""
 
     def has_media(self) -> bool:
         """Whether a channel carries the caller's audio (not so for the far end of one of our numbers run

@@ -73,7 +73,7 @@ class WebSocketTransport:
     def ordered(self) -> bool:
         """While requests go over the socket: Asterisk reads a websocket's messages one at a time, and carries a
         request out before it reads the next."""
-        return self._send is not None and self._over_socket
+        return self.route == "websocket"
 
     async def request(
         self, method: str, path: str, query: Mapping[str, str] | None = None, body: bytes | None = None
